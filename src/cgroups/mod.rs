@@ -1,0 +1,290 @@
+//! Cgroups: find the host's hierarchies (v1, v2 or hybrid), place a container in
+//! `linux.cgroupsPath`, answer "is it frozen / which pids", remove what we created.
+//! Version-specific details live in [`v1`] and [`v2`].
+
+pub mod v1;
+pub mod v2;
+
+use anyhow::{bail, Context, Result};
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use crate::mounts::fdmount::{c, clone_tree, mount_at, move_onto, setattr};
+use crate::mounts::options::MOUNT_ATTR_RDONLY;
+use crate::paths::Root;
+
+/// The host's cgroup layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    V1,
+    Hybrid,
+    Unified,
+}
+
+/// One mounted hierarchy and where this process sits in it.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    pub mountpoint: PathBuf,
+    /// The cgroup path the mount's root shows (usually "/").
+    pub mount_root: PathBuf,
+    /// v1 controllers ("cpu", "name=systemd"); empty for cgroup2.
+    pub controllers: Vec<String>,
+    pub v2: bool,
+    /// This process's cgroup in that hierarchy.
+    pub own: PathBuf,
+}
+
+impl Hierarchy {
+    /// Name of the subdirectory under /sys/fs/cgroup ("memory", "unified", "systemd").
+    pub fn dir_name(&self) -> String {
+        self.mountpoint.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+    fn join(&self, cgroup: &Path) -> PathBuf {
+        let rel = cgroup.strip_prefix(&self.mount_root).unwrap_or(cgroup);
+        let rel: PathBuf = rel.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+        self.mountpoint.join(rel)
+    }
+}
+
+/// All cgroup hierarchies mounted on the host, with this process's place in each.
+pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let own = fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?;
+    let mi = fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in mi.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let (fstype, superopts) = (post[0], post[2]);
+        let v2 = fstype == "cgroup2";
+        if fstype != "cgroup" && !v2 {
+            continue;
+        }
+        let mountpoint = PathBuf::from(unescape(pre[4]));
+        if out.iter().any(|h| h.mountpoint == mountpoint) {
+            continue;
+        }
+        let controllers: Vec<String> = if v2 {
+            vec![]
+        } else {
+            superopts
+                .split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro" | "clone_children" | "noprefix" | "xattr" | "cpuset_v2_mode")
+                        && !o.starts_with("release_agent=")
+                })
+                .map(String::from)
+                .collect()
+        };
+        let own_path = own.lines().find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_id, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            let matches = if v2 {
+                ctrls.is_empty()
+            } else {
+                let set: Vec<&str> = ctrls.split(',').collect();
+                !controllers.is_empty() && controllers.iter().all(|c| set.contains(&c.as_str()))
+            };
+            matches.then(|| PathBuf::from(path))
+        });
+        let Some(own_path) = own_path else { continue };
+        out.push(Hierarchy { mountpoint, mount_root: PathBuf::from(unescape(pre[3])), controllers, v2, own: own_path });
+    }
+    Ok(out)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// The host layout, from the hierarchies found.
+pub fn layout(hs: &[Hierarchy]) -> Layout {
+    let v1 = hs.iter().any(|h| !h.v2);
+    let v2 = hs.iter().any(|h| h.v2);
+    match (v1, v2) {
+        (true, true) => Layout::Hybrid,
+        (false, true) => Layout::Unified,
+        _ => Layout::V1,
+    }
+}
+
+/// Where a container lives on every hierarchy, and which dirs it made.
+#[derive(Debug, Default)]
+pub struct Placement {
+    pub paths: Vec<PathBuf>,
+    pub created: Vec<PathBuf>,
+}
+
+/// The cgroup path a container gets: `cgroupsPath` absolute as is, relative (or absent,
+/// meaning the ID) under our own cgroup, like runc's cgroupfs driver.
+fn container_cgroup(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> PathBuf {
+    match cgroups_path {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) if !p.as_os_str().is_empty() => h.own.join(p),
+        _ => h.own.join(id),
+    }
+}
+
+/// Create (or join) the container's cgroup on every hierarchy; undone on error.
+pub fn create(hs: &[Hierarchy], cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<Placement> {
+    if systemd {
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported (no systemd on this host); use the cgroupfs driver");
+    }
+    if let Some(p) = cgroups_path {
+        if p.to_string_lossy().matches(':').count() == 2 {
+            bail!("linux.cgroupsPath {:?} is in the systemd slice:prefix:name form, which needs --systemd-cgroup", p);
+        }
+        if p.components().any(|c| matches!(c, Component::ParentDir)) {
+            bail!("linux.cgroupsPath {:?}: must not contain \"..\"", p);
+        }
+    }
+    let mut pl = Placement::default();
+    for h in hs {
+        let dir = h.join(&container_cgroup(h, cgroups_path, id));
+        if let Err(e) = make_dirs(h, &dir, &mut pl.created) {
+            remove(&pl.created);
+            return Err(e);
+        }
+        pl.paths.push(dir);
+    }
+    Ok(pl)
+}
+
+fn make_dirs(h: &Hierarchy, dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = dir.to_path_buf();
+    while !p.exists() {
+        missing.push(p.clone());
+        if !p.pop() || p == h.mountpoint {
+            break;
+        }
+    }
+    for d in missing.into_iter().rev() {
+        fs::create_dir(&d).with_context(|| format!("create cgroup {}", d.display()))?;
+        created.push(d.clone());
+        if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
+            v1::init_cpuset(&d)?;
+        }
+    }
+    Ok(())
+}
+
+/// Move `pid` into the container's cgroups.
+pub fn add_pid(paths: &[PathBuf], pid: i32) -> Result<()> {
+    for p in paths {
+        let f = p.join("cgroup.procs");
+        fs::write(&f, pid.to_string()).with_context(|| format!("add pid {pid} to {}", f.display()))?;
+    }
+    Ok(())
+}
+
+/// Remove the cgroup dirs we created, deepest first, retrying while the kernel
+/// still counts the just-exited tasks.
+pub fn remove(created: &[PathBuf]) {
+    for d in created.iter().rev() {
+        for i in 0..200 {
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 199 => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => {
+                    tracing::warn!("remove cgroup {}: {e}", d.display());
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Pids in the container's cgroup (the first hierarchy that lists them).
+pub fn pids(paths: &[PathBuf]) -> Vec<i32> {
+    for p in paths {
+        if let Ok(s) = fs::read_to_string(p.join("cgroup.procs")) {
+            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    vec![]
+}
+
+/// Is the container frozen (v1 freezer or v2 cgroup.freeze)?
+pub fn is_frozen(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|p| v1::is_frozen(p) || v2::is_frozen(p))
+}
+
+/// What the init needs to mount a `cgroup` filesystem inside the container.
+#[derive(Debug, Default)]
+pub struct CgroupMount {
+    /// (subdir, v1 controllers joined by ',' or None for cgroup2, host dir of the container cgroup)
+    pub entries: Vec<(String, Option<String>, PathBuf)>,
+    pub unified_only: bool,
+    pub cgroupns: bool,
+}
+
+impl CgroupMount {
+    pub fn new(hs: &[Hierarchy], placement: &Placement, cgroupns: bool) -> CgroupMount {
+        let entries = hs
+            .iter()
+            .zip(&placement.paths)
+            .map(|(h, p)| (h.dir_name(), (!h.v2).then(|| h.controllers.join(",")), p.clone()))
+            .collect();
+        CgroupMount { entries, unified_only: layout(hs) == Layout::Unified, cgroupns }
+    }
+
+    /// Mount the container's view of its cgroups at `target`. With a cgroup namespace the
+    /// mounts are fresh (showing only the container's subtree); without one, the
+    /// container's own cgroup dirs are bind-mounted. `ro` applies to every submount
+    /// (runc 1.1.5 and youki 0.7 leave the v1 submounts writable; we do not).
+    pub fn mount(&self, root: &Root, dest: &Path, target: OwnedFd, flags: u64) -> Result<()> {
+        let ro = flags & libc::MS_RDONLY != 0;
+        let fl = flags & !(libc::MS_RDONLY | libc::MS_BIND | libc::MS_REC);
+        if self.unified_only {
+            let (_, _, host) = self.entries.first().context("no cgroup2 hierarchy")?;
+            return self.mount_one(target, None, host, fl, ro);
+        }
+        mount_at(Some(&c("tmpfs")), target.as_raw_fd(), Some(&c("tmpfs")), fl, Some(&c("mode=755")))
+            .context("mount tmpfs for cgroup hierarchies")?;
+        for (name, ctrls, host) in &self.entries {
+            let sub = dest.join(name);
+            let fd = root.mkdir_all(&sub, 0o755).with_context(|| format!("create {}", sub.display()))?;
+            self.mount_one(fd, ctrls.as_deref(), host, fl, ro).with_context(|| format!("mount {}", sub.display()))?;
+            // "cpu,cpuacct" gets "cpu" and "cpuacct" links, as on the host.
+            if name.contains(',') {
+                let dir = root.open_in(dest, libc::O_PATH | libc::O_DIRECTORY, true)?;
+                for part in name.split(',') {
+                    let (t, l) = (c(name), c(part));
+                    unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), l.as_ptr()) };
+                }
+            }
+        }
+        if ro {
+            let top = root.open_in(dest, libc::O_PATH, true)?;
+            setattr(top.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, false).context("make cgroup tmpfs read-only")?;
+        }
+        Ok(())
+    }
+
+    fn mount_one(&self, target: OwnedFd, ctrls: Option<&str>, host: &Path, fl: u64, ro: bool) -> Result<()> {
+        let rdonly = if ro { libc::MS_RDONLY } else { 0 };
+        if self.cgroupns {
+            let (fstype, data) = match ctrls {
+                Some(c) => ("cgroup", Some(crate::mounts::fdmount::c(c))),
+                None => ("cgroup2", None),
+            };
+            mount_at(Some(&c(fstype)), target.as_raw_fd(), Some(&c(fstype)), fl | rdonly, data.as_deref())?;
+        } else {
+            let src = crate::paths::openat(libc::AT_FDCWD, &CString::new(host.to_string_lossy().as_bytes())?, libc::O_PATH, 0)?;
+            let tree = clone_tree(src.as_raw_fd(), false)?;
+            let (set, _) = crate::mounts::options::attrs_of_flags(fl | rdonly);
+            setattr(tree.as_raw_fd(), set, 0, false)?;
+            move_onto(tree.as_raw_fd(), target.as_raw_fd())?;
+        }
+        Ok(())
+    }
+}

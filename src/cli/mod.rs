@@ -1,0 +1,92 @@
+//! The `strata` command line: runc's commands and flags, parsed here and handed to the
+//! library. Nothing in this module touches the kernel.
+
+mod info;
+mod lifecycle;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use crate::logging::LogFormat;
+
+/// strata: a runc-compatible OCI container runtime.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version = VERSION, disable_version_flag = true, about, long_about = None)]
+pub struct Cli {
+    /// Root directory for container state
+    #[arg(long, global = true, default_value = crate::state::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Write log lines to this file (default: stderr, only with --debug)
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log line format
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log debug information
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use the systemd cgroup driver (not supported: no systemd here)
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Print the version
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0");
+
+/// Subcommands, as in runc.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a container (its program waits until `start`)
+    Create(lifecycle::CreateArgs),
+    /// Start a created container
+    Start { id: String },
+    /// Create and start a container
+    Run(lifecycle::RunArgs),
+    /// Print a container's state as JSON
+    State { id: String },
+    /// List containers
+    List(info::ListArgs),
+    /// Send a signal to a container's init (or to all its processes)
+    Kill(lifecycle::KillArgs),
+    /// Delete a container and everything it holds on the host
+    Delete(lifecycle::DeleteArgs),
+    /// Write a default config.json
+    Spec(info::SpecArgs),
+}
+
+impl Cmd {
+    /// Does this command put a process of ours inside a container?
+    pub fn enters_container(&self) -> bool {
+        matches!(self, Cmd::Create(_) | Cmd::Run(_))
+    }
+}
+
+/// Run the parsed command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let Some(cmd) = cli.cmd else {
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        return Ok(0);
+    };
+    let g = Global { root: cli.root, systemd_cgroup: cli.systemd_cgroup };
+    match cmd {
+        Cmd::Create(a) => lifecycle::create(&g, a),
+        Cmd::Start { id } => crate::container::start(&g.root, &id).map(|_| 0),
+        Cmd::Run(a) => lifecycle::run(&g, a),
+        Cmd::State { id } => info::state(&g, &id),
+        Cmd::List(a) => info::list(&g, a),
+        Cmd::Kill(a) => lifecycle::kill(&g, a),
+        Cmd::Delete(a) => lifecycle::delete(&g, a),
+        Cmd::Spec(a) => info::spec(a),
+    }
+}
+
+/// Global options the commands need.
+pub struct Global {
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+}

@@ -1,0 +1,154 @@
+//! `create`: reserve the ID, place a new init in its namespaces and cgroups, let it build
+//! the container, and return once it waits on the exec fifo. Any failure undoes it all.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::cgroups::{self, CgroupMount};
+use crate::process::channel::{self, Msg};
+use crate::process::{clone::clone_fork, init, InitPlan};
+use crate::state::{ContainerState, StateDir};
+use crate::{namespaces, spec, timefmt};
+
+/// What `create` (and `run`) were asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub systemd_cgroup: bool,
+}
+
+/// A container in state `created`, with the parent's ends of its pipes (used by `run`).
+pub struct Created {
+    pub state: ContainerState,
+    pub fifo: OwnedFd,
+    pub chan: OwnedFd,
+    /// The signal mask before create blocked every signal.
+    pub orig_mask: libc::sigset_t,
+}
+
+// Undoes a half-made container: kills the init, removes cgroups and the state dir.
+struct Undo {
+    pid: libc::pid_t,
+    cgroups: Vec<PathBuf>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        cgroups::remove(&self.cgroups);
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn mkfifo(path: &Path) -> Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("mkfifo {}", path.display()));
+    }
+    // O_RDWR never blocks on open; the init's read then blocks until `start` writes.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("open {}", path.display()));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Write a pid file atomically, as containerd expects to read it whole.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("pid")));
+    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
+}
+
+/// Create the container. Returns with every signal blocked (see `Created::orig_mask`),
+/// so that `run` cannot miss the init's SIGCHLD however fast it exits.
+pub fn create(o: &CreateOpts) -> Result<Created> {
+    crate::state::validate_id(&o.id)?;
+    let bundle = std::fs::canonicalize(&o.bundle).with_context(|| format!("bundle {}", o.bundle.display()))?;
+    let spec = spec::load(&bundle)?;
+    spec::validate(&spec)?;
+    let rootfs = spec::rootfs_path(&spec, &bundle)?;
+    let rootfs = std::fs::canonicalize(&rootfs).with_context(|| format!("rootfs {}", rootfs.display()))?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let ns = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    let hs = cgroups::hierarchies()?;
+
+    let sd = StateDir::create(&o.root, &o.id)?;
+    let mut undo = Undo { pid: 0, cgroups: vec![], dir: Some(sd.dir.clone()) };
+    let placement = cgroups::create(&hs, linux.cgroups_path().as_deref(), &o.id, o.systemd_cgroup)?;
+    undo.cgroups = placement.created.clone();
+    let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
+    let plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
+
+    let fifo = mkfifo(&sd.fifo_path())?;
+    let (chan_r, chan_w) = channel::pipe()?;
+    let (go_r, go_w) = channel::pipe()?;
+    let mut orig_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut orig_mask);
+    }
+    if let Some(fd) = &plan.ns.join_pid {
+        namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
+    }
+    let pid = clone_fork(plan.ns.clone_flags).context("clone container init")?;
+    if pid == 0 {
+        drop(chan_r);
+        drop(go_w);
+        let fifo_child = fifo;
+        init::run(&plan, init::InitFds { chan: chan_w, go: go_r, fifo: fifo_child }, &orig_mask);
+    }
+    undo.pid = pid;
+    drop(chan_w);
+    drop(go_r);
+    cgroups::add_pid(&placement.paths, pid)?;
+    if unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) } != 1 {
+        bail!("container init exited before setup");
+    }
+    drop(go_w);
+    match channel::recv(&chan_r) {
+        Msg::Ready => {}
+        Msg::Error(m) => bail!("container init: {m}"),
+        Msg::Eof => bail!("container init exited during setup without a message"),
+    }
+    let pid_start = crate::container::status::proc_stat(pid).map(|(_, t)| t).context("container init vanished")?;
+    let st = ContainerState {
+        id: o.id.clone(),
+        pid,
+        pid_start,
+        bundle,
+        rootfs,
+        created: timefmt::now_rfc3339_nanos(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup_dirs: placement.created.clone(),
+        cgroup_paths: placement.paths.clone(),
+        oci_version: spec.version().clone(),
+        own_pid_ns: plan.ns.new_pid,
+    };
+    sd.save(&st)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    undo.pid = 0;
+    undo.cgroups.clear();
+    undo.dir = None;
+    tracing::debug!(id = %o.id, pid, "container created");
+    Ok(Created { state: st, fifo, chan: chan_r, orig_mask })
+}

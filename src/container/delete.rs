@@ -1,0 +1,66 @@
+//! `delete`: remove a stopped (or, with --force, any) container and all it left on the host.
+
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::status::{alive, status, Status};
+use crate::state::{ContainerState, StateDir};
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let sd = StateDir::open(root, id)?;
+    let st = sd.load()?;
+    match status(&st, &sd) {
+        Status::Stopped => {}
+        // A created container never ran user code; runc deletes it without --force.
+        Status::Created => kill_all(&st),
+        s if force => {
+            if s == Status::Paused {
+                thaw(&st);
+            }
+            kill_all(&st)
+        }
+        s => bail!("cannot delete container {id} that is {s}: stop it first or use --force"),
+    }
+    wait_gone(&st)?;
+    destroy(sd, &st)
+}
+
+/// Remove cgroups and state of a container whose processes are gone.
+pub fn destroy(sd: StateDir, st: &ContainerState) -> Result<()> {
+    if !st.own_pid_ns {
+        // Without its own pid namespace, children may outlive the init: reap the cgroup.
+        for pid in crate::cgroups::pids(&st.cgroup_paths) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    crate::cgroups::remove(&st.cgroup_dirs);
+    sd.remove()
+}
+
+fn kill_all(st: &ContainerState) {
+    unsafe { libc::kill(st.pid, libc::SIGKILL) };
+    if !st.own_pid_ns {
+        for pid in crate::cgroups::pids(&st.cgroup_paths) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn thaw(st: &ContainerState) {
+    for p in &st.cgroup_paths {
+        let _ = std::fs::write(p.join("freezer.state"), "THAWED");
+        let _ = std::fs::write(p.join("cgroup.freeze"), "0");
+    }
+}
+
+fn wait_gone(st: &ContainerState) -> Result<()> {
+    let t0 = Instant::now();
+    while alive(st.pid, st.pid_start) {
+        if t0.elapsed() > Duration::from_secs(10) {
+            bail!("container {} init (pid {}) did not die", st.id, st.pid);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! `kill`: signal the init, or with `--all` every process in the container's cgroup.
+
+use anyhow::{bail, Result};
+use std::path::Path;
+
+use super::status::{status, Status};
+use crate::state::StateDir;
+
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let sd = StateDir::open(root, id)?;
+    let st = sd.load()?;
+    if status(&st, &sd) == Status::Stopped {
+        bail!("container {id} is not running");
+    }
+    if all {
+        for pid in crate::cgroups::pids(&st.cgroup_paths) {
+            unsafe { libc::kill(pid, sig) };
+        }
+        return Ok(());
+    }
+    if unsafe { libc::kill(st.pid, sig) } != 0 {
+        bail!("kill container {id}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! Container operations, one file each: create, start, run, kill, delete, and the
+//! status every command derives from the kernel rather than trusts from disk.
+
+pub mod create;
+pub mod delete;
+pub mod kill;
+pub mod list;
+pub mod run;
+pub mod start;
+pub mod status;
+
+pub use create::{create, CreateOpts, Created};
+pub use delete::delete;
+pub use kill::kill;
+pub use run::run;
+pub use start::start;
+pub use status::{oci_state, status, Status};

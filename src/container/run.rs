@@ -1,0 +1,80 @@
+//! `run`: create + start; in the foreground, forward signals, reap the init, delete the
+//! container and return its exit code (128+N if a signal N killed it).
+
+use anyhow::{bail, Result};
+use std::os::fd::AsRawFd;
+
+use super::create::{create, CreateOpts, Created};
+use super::delete::destroy;
+use crate::process::channel::{recv, Msg};
+use crate::state::StateDir;
+
+pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+    let c = create(o)?;
+    let pid = c.state.pid;
+    if let Err(e) = release(&c, o) {
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        if let Ok(sd) = StateDir::open(&o.root, &o.id) {
+            let _ = destroy(sd, &c.state);
+        }
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(pid, &c.orig_mask);
+    if !keep {
+        let sd = StateDir::open(&o.root, &o.id)?;
+        destroy(sd, &c.state)?;
+    }
+    Ok(code)
+}
+
+// Start the init and learn whether its execve worked: the message pipe closes on exec.
+fn release(c: &Created, o: &CreateOpts) -> Result<()> {
+    if unsafe { libc::write(c.fifo.as_raw_fd(), [0u8].as_ptr() as *const libc::c_void, 1) } != 1 {
+        bail!("start container: {}", std::io::Error::last_os_error());
+    }
+    let _ = std::fs::remove_file(o.root.join(&o.id).join(crate::state::EXEC_FIFO));
+    match recv(&c.chan) {
+        Msg::Error(m) => bail!("container init: {m}"),
+        Msg::Eof | Msg::Ready => Ok(()),
+    }
+}
+
+/// Wait for `pid` with every signal blocked: forward each to the init; on SIGCHLD reap.
+/// SIGCHLD was blocked since before clone, so an instant exit is never missed.
+fn wait_forwarding(pid: libc::pid_t, orig_mask: &libc::sigset_t) -> i32 {
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::sigfillset(&mut all) };
+    let code = loop {
+        let mut status = 0;
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break exit_code(status);
+        }
+        if r < 0 {
+            break 255;
+        }
+        let sig = unsafe { libc::sigwaitinfo(&all, std::ptr::null_mut()) };
+        if sig > 0 && sig != libc::SIGCHLD {
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut()) };
+    code
+}
+
+/// Shell convention: the exit status, or 128+signal.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}

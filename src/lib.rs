@@ -1,0 +1,18 @@
+//! Strata: a runc-compatible OCI container runtime (library half; the CLIs are thin).
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod cli;
+pub mod container;
+pub mod devices;
+pub mod exeseal;
+pub mod logging;
+pub mod mounts;
+pub mod namespaces;
+pub mod paths;
+pub mod process;
+pub mod rootfs;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod timefmt;

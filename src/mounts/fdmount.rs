@@ -1,0 +1,112 @@
+//! Thin wrappers over the fd-based mount API (open_tree, move_mount, mount_setattr,
+//! fsopen/fsmount) and mount(2) aimed at an fd: nothing here re-resolves a path.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::paths::fd_path;
+
+const OPEN_TREE_CLONE: u32 = 1;
+const AT_RECURSIVE: u32 = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+const FSOPEN_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+const FSMOUNT_CLOEXEC: u32 = 1;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A detached copy of the mount tree at `fd` (recursive for rbind).
+pub fn clone_tree(fd: RawFd, recursive: bool) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
+    let r = check(unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Change mount attributes on the mount at `fd` (and below it with `recursive`).
+pub fn setattr(fd: RawFd, set: u64, clr: u64, recursive: bool) -> io::Result<()> {
+    if set == 0 && clr == 0 {
+        return Ok(());
+    }
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
+    check(unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd, c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    })?;
+    Ok(())
+}
+
+/// Attach the detached mount `tree` on top of the object `target` refers to.
+pub fn move_onto(tree: RawFd, target: RawFd) -> io::Result<()> {
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            target,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// A new, detached filesystem instance (fsopen + fsconfig + fsmount).
+pub fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: u64) -> io::Result<OwnedFd> {
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    for (k, v) in options {
+        check(unsafe {
+            libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
+        })?;
+    }
+    check(unsafe {
+        libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0)
+    })?;
+    let m = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+}
+
+/// mount(2) with the target given as an fd (through its /proc/self/fd magic link).
+pub fn mount_at(source: Option<&CStr>, target: RawFd, fstype: Option<&CStr>, flags: u64, data: Option<&CStr>) -> io::Result<()> {
+    let t = fd_path(target);
+    mount_path(source, &t, fstype, flags, data)
+}
+
+/// Plain mount(2).
+pub fn mount_path(source: Option<&CStr>, target: &CStr, fstype: Option<&CStr>, flags: u64, data: Option<&CStr>) -> io::Result<()> {
+    let r = unsafe {
+        libc::mount(
+            source.map_or(std::ptr::null(), |s| s.as_ptr()),
+            target.as_ptr(),
+            fstype.map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            data.map_or(std::ptr::null(), |s| s.as_ptr() as *const libc::c_void),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// CString from text known to have no NUL (option strings, fs names).
+pub fn c(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}

@@ -1,0 +1,142 @@
+//! The mounts of config.json, planned in the parent and applied by the init inside the
+//! rootfs. Every destination is resolved through [`Root`]; every mount targets an fd.
+
+pub mod fdmount;
+pub mod options;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::Mount;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::cgroups::CgroupMount;
+use crate::paths::Root;
+use fdmount::{c, clone_tree, move_onto, mount_at, setattr};
+pub use options::MountOptions;
+
+/// What a mount is, once its type and options are understood.
+#[derive(Debug)]
+pub enum Kind {
+    Bind { source: PathBuf },
+    Fs { fstype: CString, source: CString },
+    Cgroup,
+}
+
+/// One mount from config.json, ready to apply without further parsing.
+#[derive(Debug)]
+pub struct MountPlan {
+    pub dest: PathBuf,
+    pub kind: Kind,
+    pub opts: MountOptions,
+    data: Option<CString>,
+}
+
+/// Parse config.json's mounts (bind sources are relative to the bundle, like runc).
+pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
+    let mut out = Vec::with_capacity(mounts.len());
+    for m in mounts {
+        let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+        let typ = m.typ().as_deref().unwrap_or("");
+        let source = m.source().clone().unwrap_or_default();
+        let kind = if typ == "bind" || opts.bind {
+            if source.as_os_str().is_empty() {
+                bail!("config.json: mounts: bind mount to {} has no source", m.destination().display());
+            }
+            let full = if source.is_absolute() { source } else { bundle.join(source) };
+            Kind::Bind { source: full }
+        } else if typ == "cgroup" || typ == "cgroup2" {
+            Kind::Cgroup
+        } else if typ.is_empty() || typ == "none" {
+            bail!("config.json: mounts: mount to {} has no type and is not a bind mount", m.destination().display());
+        } else {
+            let src = if source.as_os_str().is_empty() { PathBuf::from(typ) } else { source };
+            Kind::Fs { fstype: c(typ), source: CString::new(src.as_os_str().as_bytes())? }
+        };
+        let data = if opts.data.is_empty() { None } else { Some(c(&opts.data)) };
+        out.push(MountPlan { dest: m.destination().clone(), kind, opts, data });
+    }
+    Ok(out)
+}
+
+fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// Open (creating as a directory if missing) a mount point for a filesystem mount.
+/// procfs and sysfs refuse any symlink on the way (CVE-2019-19921, CVE-2023-27561).
+fn dir_target(root: &Root, dest: &Path, strict: bool) -> Result<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    let open = |r: &Root| r.open_in(dest, flags, strict);
+    let fd = match open(root) {
+        Ok(fd) => fd,
+        Err(e) if errno(&e) == libc::ENOENT => {
+            root.mkdir_all(dest, 0o755).with_context(|| format!("create mount point {}", dest.display()))?;
+            open(root).with_context(|| format!("open mount point {}", dest.display()))?
+        }
+        Err(e) if strict && errno(&e) == libc::ELOOP => {
+            bail!("{} must be mounted on an ordinary directory: it is a symlink in the rootfs", dest.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("open mount point {}", dest.display())),
+    };
+    Ok(fd)
+}
+
+/// Re-open `dest` after mounting, so propagation/attrs hit the new mount, not the one below.
+fn reopen(root: &Root, dest: &Path) -> Result<OwnedFd> {
+    root.open_in(dest, libc::O_PATH, false).with_context(|| format!("reopen {}", dest.display()))
+}
+
+fn finish(root: &Root, m: &MountPlan) -> Result<()> {
+    if m.opts.propagation.is_empty() && m.opts.rec_set == 0 && m.opts.rec_clr == 0 {
+        return Ok(());
+    }
+    let fd = reopen(root, &m.dest)?;
+    setattr(fd.as_raw_fd(), m.opts.rec_set, m.opts.rec_clr, true)
+        .with_context(|| format!("set recursive mount attributes on {}", m.dest.display()))?;
+    for p in &m.opts.propagation {
+        mount_at(None, fd.as_raw_fd(), None, *p, None)
+            .with_context(|| format!("set propagation on {}", m.dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Apply one planned mount inside `root`.
+pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
+    match &m.kind {
+        Kind::Bind { source } => {
+            let meta = std::fs::metadata(source)
+                .with_context(|| format!("bind mount source {} for {}", source.display(), m.dest.display()))?;
+            let target = if meta.is_dir() {
+                root.mkdir_all(&m.dest, 0o755)
+            } else {
+                root.ensure_file(&m.dest)
+            }
+            .with_context(|| format!("create bind mount point {}", m.dest.display()))?;
+            let src = crate::paths::openat(libc::AT_FDCWD, &CString::new(source.as_os_str().as_bytes())?, libc::O_PATH, 0)
+                .with_context(|| format!("open bind source {}", source.display()))?;
+            // A detached clone gets its flags before it is visible: never a writable window.
+            let tree = clone_tree(src.as_raw_fd(), m.opts.recursive_bind)
+                .with_context(|| format!("bind {} (clone)", source.display()))?;
+            let (set, clr) = options::attrs_of_flags(m.opts.flags);
+            setattr(tree.as_raw_fd(), set, clr, false)
+                .with_context(|| format!("set options on bind mount {}", m.dest.display()))?;
+            move_onto(tree.as_raw_fd(), target.as_raw_fd())
+                .with_context(|| format!("bind mount {} on {}", source.display(), m.dest.display()))?;
+        }
+        Kind::Fs { fstype, source } => {
+            let strict = matches!(fstype.to_bytes(), b"proc" | b"sysfs");
+            let target = dir_target(root, &m.dest, strict)?;
+            mount_at(Some(source), target.as_raw_fd(), Some(fstype), m.opts.flags, m.data.as_deref())
+                .with_context(|| format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display()))?;
+        }
+        Kind::Cgroup => {
+            let target = dir_target(root, &m.dest, true)?;
+            cgroup
+                .mount(root, &m.dest, target, m.opts.flags)
+                .with_context(|| format!("mount cgroup on {}", m.dest.display()))?;
+        }
+    }
+    finish(root, m)
+}

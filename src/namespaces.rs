@@ -1,0 +1,90 @@
+//! Linux namespaces from config.json: which to create at clone, which to join by path.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The namespace work split by who does it and when.
+#[derive(Debug, Default)]
+pub struct NsPlan {
+    /// CLONE_NEW* flags passed to clone() (cgroup excluded: see `new_cgroup`).
+    pub clone_flags: libc::c_int,
+    /// The pid namespace to join: the parent setns()es before clone, so the init is born in it.
+    pub join_pid: Option<OwnedFd>,
+    /// Other namespaces the init joins with setns() right after it starts.
+    pub join: Vec<(OwnedFd, libc::c_int, &'static str)>,
+    /// Unshared by the init after the parent has put it in its cgroup, so that the
+    /// container's cgroup becomes the namespace root.
+    pub new_cgroup: bool,
+    pub new_uts: bool,
+    pub new_net: bool,
+    pub new_ipc: bool,
+    pub new_pid: bool,
+}
+
+fn flag(t: LinuxNamespaceType) -> (libc::c_int, &'static str) {
+    match t {
+        LinuxNamespaceType::Pid => (libc::CLONE_NEWPID, "pid"),
+        LinuxNamespaceType::Network => (libc::CLONE_NEWNET, "network"),
+        LinuxNamespaceType::Mount => (libc::CLONE_NEWNS, "mount"),
+        LinuxNamespaceType::Ipc => (libc::CLONE_NEWIPC, "ipc"),
+        LinuxNamespaceType::Uts => (libc::CLONE_NEWUTS, "uts"),
+        LinuxNamespaceType::User => (libc::CLONE_NEWUSER, "user"),
+        LinuxNamespaceType::Cgroup => (libc::CLONE_NEWCGROUP, "cgroup"),
+        LinuxNamespaceType::Time => (libc::CLONE_NEWTIME, "time"),
+    }
+}
+
+/// Build the plan; namespace paths are opened now so a bad path fails before any clone.
+pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
+    let mut p = NsPlan::default();
+    let mut seen = 0;
+    for ns in nss {
+        let (f, name) = flag(ns.typ());
+        if seen & f != 0 {
+            bail!("config.json: linux.namespaces: {name} is listed twice");
+        }
+        seen |= f;
+        if f == libc::CLONE_NEWUSER || f == libc::CLONE_NEWTIME {
+            bail!("config.json: linux.namespaces: {name} namespaces are not supported yet");
+        }
+        match ns.path() {
+            Some(path) if !path.as_os_str().is_empty() => {
+                let fd: OwnedFd = std::fs::File::open(path)
+                    .with_context(|| format!("config.json: linux.namespaces: {name} path {}", path.display()))?
+                    .into();
+                // Check the file really is a namespace of that type before anything else runs.
+                if unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 /* NS_GET_NSTYPE */) } != f as libc::c_int {
+                    bail!("config.json: linux.namespaces: {} is not a {name} namespace", path.display());
+                }
+                if f == libc::CLONE_NEWPID {
+                    p.join_pid = Some(fd);
+                } else {
+                    p.join.push((fd, f, name));
+                }
+            }
+            _ => {
+                match f {
+                    libc::CLONE_NEWCGROUP => p.new_cgroup = true,
+                    _ => p.clone_flags |= f,
+                }
+                p.new_uts |= f == libc::CLONE_NEWUTS;
+                p.new_net |= f == libc::CLONE_NEWNET;
+                p.new_ipc |= f == libc::CLONE_NEWIPC;
+                p.new_pid |= f == libc::CLONE_NEWPID;
+            }
+        }
+    }
+    if seen & libc::CLONE_NEWNS == 0 {
+        bail!("config.json: linux.namespaces: a mount namespace is required");
+    }
+    Ok(p)
+}
+
+/// setns() wrapper with the namespace named in the error.
+pub fn join(fd: &OwnedFd, nstype: libc::c_int, name: &str) -> Result<()> {
+    if unsafe { libc::setns(fd.as_raw_fd(), nstype) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("join {name} namespace"));
+    }
+    Ok(())
+}

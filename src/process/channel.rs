@@ -1,0 +1,70 @@
+//! The init → parent message pipe: "ready", or an error the user must see.
+//!
+//! The pipe is CLOEXEC, so a successful execve closes it: EOF after "ready" means the
+//! user's program is running.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const READY: u8 = b'R';
+const ERROR: u8 = b'E';
+
+/// What the parent heard from the init.
+#[derive(Debug, PartialEq)]
+pub enum Msg {
+    Ready,
+    Error(String),
+    /// The init died or exec'd without another word.
+    Eof,
+}
+
+/// Both ends of a CLOEXEC pipe.
+pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn write_all(fd: &OwnedFd, buf: &[u8]) {
+    let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+    let _ = f.write_all(buf);
+}
+
+/// Child side.
+pub fn send_ready(fd: &OwnedFd) {
+    write_all(fd, &[READY]);
+}
+
+/// Child side: one error, length-prefixed so it cannot be confused with a later message.
+pub fn send_error(fd: &OwnedFd, msg: &str) {
+    let mut buf = Vec::with_capacity(msg.len() + 5);
+    buf.push(ERROR);
+    buf.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+    buf.extend_from_slice(msg.as_bytes());
+    write_all(fd, &buf);
+}
+
+/// Parent side: the next message.
+pub fn recv(fd: &OwnedFd) -> Msg {
+    let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+    let mut tag = [0u8; 1];
+    match f.read(&mut tag) {
+        Ok(1) => {}
+        _ => return Msg::Eof,
+    }
+    match tag[0] {
+        READY => Msg::Ready,
+        ERROR => {
+            let mut len = [0u8; 4];
+            if f.read_exact(&mut len).is_err() {
+                return Msg::Error("container init failed (truncated error)".into());
+            }
+            let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+            let _ = f.read_exact(&mut buf);
+            Msg::Error(String::from_utf8_lossy(&buf).into_owned())
+        }
+        _ => Msg::Error("container init sent a garbled message".into()),
+    }
+}

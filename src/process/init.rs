@@ -1,0 +1,200 @@
+//! The child side of clone: what the container's init does between clone and execve.
+//!
+//! It never returns. Errors go back to the parent over the message pipe (and the init
+//! exits); the process stays non-dumpable until execve (CVE-2016-9962), every fd but
+//! stdio is CLOEXEC at execve, and the cwd is checked to lie inside the container
+//! (CVE-2024-21626).
+
+use anyhow::{bail, Context, Result};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use super::channel::{send_error, send_ready};
+use super::{InitPlan, ProcessPlan};
+use crate::paths::Root;
+use crate::{capabilities, devices, mounts, namespaces, rootfs};
+
+/// File descriptors the init is handed by its parent.
+pub struct InitFds {
+    /// Messages to the parent.
+    pub chan: OwnedFd,
+    /// One byte from the parent once the init is in its cgroups.
+    pub go: OwnedFd,
+    /// The exec fifo (opened O_RDWR): `start` writes a byte to it to release us.
+    pub fifo: OwnedFd,
+}
+
+/// Run the init. `orig_mask` is the signal mask to restore before exec.
+pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
+    let exe = match setup(plan, &fds, orig_mask) {
+        Ok(exe) => exe,
+        Err(e) => {
+            send_error(&fds.chan, &format!("{e:#}"));
+            unsafe { libc::_exit(1) }
+        }
+    };
+    send_ready(&fds.chan);
+    // Wait for `start`. The fifo is open read-write, so this blocks until a byte comes.
+    let mut b = [0u8; 1];
+    loop {
+        let n = unsafe { libc::read(fds.fifo.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        unsafe { libc::_exit(1) };
+    }
+    let argv = ptrs(&plan.process.args);
+    let envp = ptrs(&plan.process.env);
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    let msg = format!("exec {:?}: {e}", exe);
+    send_error(&fds.chan, &msg);
+    eprintln!("strata: {msg}");
+    unsafe { libc::_exit(127) }
+}
+
+fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+fn os(r: libc::c_int, what: &str) -> Result<()> {
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context(what.to_string());
+    }
+    Ok(())
+}
+
+fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<CString> {
+    unsafe {
+        // Rust ignores SIGPIPE by default; the container must get default dispositions.
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::umask(0);
+    }
+    // The parent puts us in our cgroups first, so a new cgroup namespace is rooted there.
+    let mut b = [0u8; 1];
+    if unsafe { libc::read(fds.go.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
+        unsafe { libc::_exit(1) };
+    }
+    for (fd, t, name) in &plan.ns.join {
+        namespaces::join(fd, *t, name)?;
+    }
+    if plan.ns.new_cgroup {
+        os(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }, "unshare cgroup namespace")?;
+    }
+    if let Some(h) = &plan.hostname {
+        os(unsafe { libc::sethostname(h.as_ptr(), h.as_bytes().len()) }, "set hostname")?;
+    }
+    if let Some(d) = &plan.domainname {
+        os(unsafe { libc::setdomainname(d.as_ptr(), d.as_bytes().len()) }, "set domainname")?;
+    }
+    if let Some(adj) = plan.process.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+
+    rootfs::prepare(&plan.rootfs, plan.propagation)?;
+    let root = Root::open(&plan.rootfs).with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
+    for m in &plan.mounts {
+        mounts::apply(&root, m, &plan.cgroup_mount)?;
+    }
+    devices::create(&root, &plan.devices, plan.ptmx)?;
+    rootfs::write_sysctls(&root, &plan.sysctl)?;
+    rootfs::mask_paths(&root, &plan.masked)?;
+    rootfs::readonly_paths(&root, &plan.readonly_paths)?;
+    drop(root);
+    rootfs::enter(&plan.rootfs, plan.no_pivot)?;
+    rootfs::finalize(plan.propagation, plan.readonly)?;
+
+    let p = &plan.process;
+    set_cwd(p)?;
+    identity(p)?;
+    let exe = find_exe(p)?;
+    unsafe { libc::umask(p.umask as libc::mode_t) };
+    // Every fd we might have inherited (≥3) closes at exec: nothing of the runtime leaks.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32 /* CLOSE_RANGE_CLOEXEC */) } != 0 {
+        mark_cloexec_fallback();
+    }
+    Ok(exe)
+}
+
+fn mark_cloexec_fallback() {
+    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        for fd in fds.into_iter().filter(|fd| *fd > 2) {
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+fn set_cwd(p: &ProcessPlan) -> Result<()> {
+    let c = CString::new(p.cwd.as_os_str().as_bytes())?;
+    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("process.cwd {}", p.cwd.display()));
+    }
+    // A cwd reached through a leaked host fd reads back as "(unreachable)/..." (CVE-2024-21626).
+    let mut buf = [0u8; 4096];
+    let r = unsafe { libc::getcwd(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r.is_null() || buf[0] != b'/' {
+        bail!("process.cwd {}: lies outside the container", p.cwd.display());
+    }
+    Ok(())
+}
+
+fn identity(p: &ProcessPlan) -> Result<()> {
+    for (res, soft, hard, name) in &p.rlimits {
+        let lim = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
+        if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("process.rlimits: {name} soft={soft} hard={hard}"));
+        }
+    }
+    capabilities::drop_bounding(p.caps.bounding, p.last_cap).context("drop bounding capabilities")?;
+    os(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) }, "keep capabilities")?;
+    os(unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) }, "process.user.additionalGids: setgroups")?;
+    os(unsafe { libc::setresgid(p.gid, p.gid, p.gid) }, &format!("process.user.gid {}", p.gid))?;
+    os(unsafe { libc::setresuid(p.uid, p.uid, p.uid) }, &format!("process.user.uid {}", p.uid))?;
+    os(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }, "clear keep capabilities")?;
+    if !capabilities::apply(&p.caps).context("set capabilities")? {
+        tracing::warn!("could not raise every ambient capability (they must also be permitted and inheritable)");
+    }
+    if p.no_new_privs {
+        os(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }, "set no_new_privs")?;
+    }
+    Ok(())
+}
+
+/// args[0] resolved in the container, as execvp would, so a bad program fails `create`.
+fn find_exe(p: &ProcessPlan) -> Result<CString> {
+    let arg0 = p.args[0].to_string_lossy();
+    let mut last_err = None;
+    for cand in &p.candidates {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::stat(cand.as_ptr(), &mut st) } != 0 {
+            last_err = Some(std::io::Error::last_os_error());
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            last_err = Some(std::io::Error::from_raw_os_error(libc::EISDIR));
+            continue;
+        }
+        if unsafe { libc::access(cand.as_ptr(), libc::X_OK) } != 0 {
+            last_err = Some(std::io::Error::last_os_error());
+            continue;
+        }
+        return Ok(cand.clone());
+    }
+    if arg0.contains('/') {
+        bail!("process.args[0] {arg0:?}: {}", last_err.map(|e| e.to_string()).unwrap_or_default());
+    }
+    bail!("process.args[0] {arg0:?}: executable file not found in $PATH");
+}

@@ -1,0 +1,167 @@
+//! The container's root: propagation, pivot_root (or move+chroot), read-only root,
+//! masked and read-only paths, sysctls. Runs in the init, in its new mount namespace.
+
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::mounts::fdmount::{clone_tree, mount_path, move_onto, new_fs, setattr};
+use crate::mounts::options::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use crate::paths::{fstat, Root};
+
+/// Make our mount tree non-propagating toward the host (or as `rootfsPropagation` says),
+/// and turn the rootfs into a mount point of its own so it can be pivoted to.
+pub fn prepare(rootfs: &Path, propagation: Option<u64>) -> Result<()> {
+    let root_flags = propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    mount_path(None, c"/", None, root_flags, None).context("set propagation of /")?;
+    let rc = CString::new(rootfs.as_os_str().as_bytes())?;
+    if root_flags & libc::MS_SHARED != 0 {
+        // pivot_root refuses a shared parent mount; make just that one private.
+        if let Some(mp) = parent_mountpoint(rootfs) {
+            mount_path(None, &CString::new(mp.as_bytes())?, None, libc::MS_PRIVATE, None)
+                .with_context(|| format!("make {mp} private"))?;
+        }
+    }
+    mount_path(Some(&rc), &rc, None, libc::MS_BIND | libc::MS_REC, None)
+        .with_context(|| format!("bind rootfs {} onto itself", rootfs.display()))?;
+    Ok(())
+}
+
+fn parent_mountpoint(p: &Path) -> Option<String> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mi.lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|mp| p.starts_with(mp))
+        .max_by_key(|mp| mp.len())
+}
+
+/// Enter the rootfs: pivot_root, or with `--no-pivot` a move mount and chroot.
+pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let rc = CString::new(rootfs.as_os_str().as_bytes())?;
+    if unsafe { libc::chdir(rc.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("chdir to rootfs");
+    }
+    if no_pivot {
+        mount_path(Some(c"."), c"/", None, libc::MS_MOVE, None).context("move rootfs to /")?;
+        if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("chroot");
+        }
+    } else {
+        // pivot_root(".", ".") stacks the old root on top of the new one; we then detach it,
+        // after making it a slave so the unmount does not propagate to the host.
+        if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("pivot_root");
+        }
+        mount_path(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).context("make old root a slave")?;
+        if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("detach old root");
+        }
+    }
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("chdir /");
+    }
+    Ok(())
+}
+
+/// After entering: apply `rootfsPropagation` and `root.readonly`.
+pub fn finalize(propagation: Option<u64>, readonly: bool) -> Result<()> {
+    if let Some(p) = propagation {
+        mount_path(None, c"/", None, p, None).context("apply rootfsPropagation")?;
+    }
+    if readonly {
+        let fd = crate::paths::openat(libc::AT_FDCWD, c"/", libc::O_PATH, 0)?;
+        setattr(fd.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, false).context("make root read-only")?;
+    }
+    Ok(())
+}
+
+/// Write `linux.sysctl` through the container's own /proc/sys (its namespaces' values).
+pub fn write_sysctls(root: &Root, sysctl: &HashMap<String, String>) -> Result<()> {
+    for (k, v) in sysctl {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        let fd = root
+            .open_in(Path::new(&path), libc::O_WRONLY, true)
+            .with_context(|| format!("linux.sysctl: {k}: open {path}"))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(v.as_bytes()).with_context(|| format!("linux.sysctl: {k}={v}"))?;
+    }
+    Ok(())
+}
+
+/// `linux.maskedPaths`: directories get an empty read-only tmpfs, files the container's
+/// /dev/null, checked to really be the 1:3 character device and mounted from its fd so a
+/// swapped symlink cannot redirect it (CVE-2025-31133).
+pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
+    let mut devnull: Option<OwnedFd> = None;
+    for p in paths {
+        let target = match root.open_in(Path::new(p), libc::O_PATH, false) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("linux.maskedPaths: open {p}")),
+        };
+        let st = fstat(target.as_raw_fd())?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let tmp = new_fs(c"tmpfs", &[(c"size", c"0"), (c"mode", c"0555")], MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)
+                .context("linux.maskedPaths: create tmpfs")?;
+            move_onto(tmp.as_raw_fd(), target.as_raw_fd()).with_context(|| format!("linux.maskedPaths: mask {p}"))?;
+        } else {
+            if devnull.is_none() {
+                let fd = root.open_in(Path::new("/dev/null"), libc::O_PATH, true).context("linux.maskedPaths: open /dev/null")?;
+                let st = fstat(fd.as_raw_fd())?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+                    bail!("linux.maskedPaths: the container's /dev/null is not the null device (1:3)");
+                }
+                devnull = Some(fd);
+            }
+            let tree = clone_tree(devnull.as_ref().unwrap().as_raw_fd(), false).context("linux.maskedPaths: clone /dev/null")?;
+            move_onto(tree.as_raw_fd(), target.as_raw_fd()).with_context(|| format!("linux.maskedPaths: mask {p}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `linux.readonlyPaths`: a read-only recursive clone of each path, made read-only
+/// before it is attached, placed over the original.
+pub fn readonly_paths(root: &Root, paths: &[String]) -> Result<()> {
+    for p in paths {
+        let target = match root.open_in(Path::new(p), libc::O_PATH, false) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("linux.readonlyPaths: open {p}")),
+        };
+        let tree = clone_tree(target.as_raw_fd(), true).with_context(|| format!("linux.readonlyPaths: clone {p}"))?;
+        setattr(tree.as_raw_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, true)
+            .with_context(|| format!("linux.readonlyPaths: make {p} read-only"))?;
+        move_onto(tree.as_raw_fd(), target.as_raw_fd()).with_context(|| format!("linux.readonlyPaths: mount {p}"))?;
+    }
+    Ok(())
+}
+
+/// Check sysctls are namespaced ones the container owns, as runc does.
+pub fn validate_sysctls(sysctl: &HashMap<String, String>, new_ipc: bool, new_net: bool, new_uts: bool) -> Result<()> {
+    for k in sysctl.keys() {
+        let ipc = matches!(k.as_str(), "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall" | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced")
+            || k.starts_with("fs.mqueue.");
+        let uts = matches!(k.as_str(), "kernel.hostname" | "kernel.domainname");
+        let ok = if ipc {
+            new_ipc
+        } else if k.starts_with("net.") {
+            new_net
+        } else if uts {
+            new_uts
+        } else {
+            false
+        };
+        if !ok {
+            bail!("config.json: linux.sysctl: {k:?} is not namespaced in this container (it would change the host)");
+        }
+        if k.contains('/') || k.split('.').any(|s| s.is_empty() || s == "..") {
+            bail!("config.json: linux.sysctl: invalid key {k:?}");
+        }
+    }
+    Ok(())
+}

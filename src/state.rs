@@ -1,0 +1,184 @@
+//! The state directory: one dir per container under `--root`, its JSON, its lock, its fifo.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Default `--root`, like runc's /run/runc.
+pub const DEFAULT_ROOT: &str = "/run/strata";
+/// Name of the fifo `start` writes to release the waiting init (runc uses the same name).
+pub const EXEC_FIFO: &str = "exec.fifo";
+const STATE_FILE: &str = "state.json";
+const MAX_ID_LEN: usize = 1024;
+
+/// Refuse IDs that are empty, too long, path-like or odd (`../x`, `a/b`, `/`).
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        bail!("invalid container ID: it is empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        bail!("invalid container ID: longer than {MAX_ID_LEN} bytes");
+    }
+    if id == "." || id == ".." {
+        bail!("invalid container ID {id:?}: not a name");
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.')))
+    {
+        bail!("invalid container ID {id:?}: character {c:?} is not allowed (use letters, digits, _ + - .)");
+    }
+    Ok(())
+}
+
+/// What Strata remembers about a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    /// Host pid of the container's init; 0 once it is known to be gone.
+    pub pid: i32,
+    /// Start time (clock ticks since boot) of `pid`, to tell a reused pid from ours.
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// Cgroup directories this container created, deepest last; removed on delete.
+    #[serde(default)]
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// Every cgroup directory the init was placed in (created or joined).
+    #[serde(default)]
+    pub cgroup_paths: Vec<PathBuf>,
+    /// The config's ociVersion, echoed by `state`.
+    #[serde(default)]
+    pub oci_version: String,
+    /// True when the container has its own pid namespace (its processes die with init).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+}
+
+/// The state dir of one container, held locked for the life of this value.
+pub struct StateDir {
+    pub dir: PathBuf,
+    pub id: String,
+    _lock: OwnedFd,
+}
+
+fn lock_dir(dir: &Path) -> Result<OwnedFd> {
+    let f = fs::File::open(dir).with_context(|| format!("open state dir {}", dir.display()))?;
+    let fd: OwnedFd = f.into();
+    // flock on the directory itself: released when the fd closes, even on a crash.
+    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("lock state dir {}", dir.display()));
+    }
+    Ok(fd)
+}
+
+fn ensure_root(root: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(root)
+        .with_context(|| format!("create state root {}", root.display()))
+}
+
+impl StateDir {
+    /// Make a new, locked state dir; fails if the ID is already taken.
+    pub fn create(root: &Path, id: &str) -> Result<StateDir> {
+        validate_id(id)?;
+        ensure_root(root)?;
+        let dir = root.join(id);
+        match fs::DirBuilder::new().mode(0o711).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container with id {id:?} already exists")
+            }
+            Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
+        }
+        let lock = lock_dir(&dir)?;
+        Ok(StateDir { dir, id: id.to_string(), _lock: lock })
+    }
+
+    /// Open and lock an existing container's state dir.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir> {
+        validate_id(id)?;
+        let dir = root.join(id);
+        let lock = match lock_dir(&dir) {
+            Ok(l) => l,
+            Err(_) if !dir.exists() => bail!("container {id:?} does not exist"),
+            Err(e) => return Err(e),
+        };
+        // A concurrent delete may have removed it while we waited for the lock.
+        if !dir.join(STATE_FILE).exists() {
+            bail!("container {id:?} does not exist");
+        }
+        Ok(StateDir { dir, id: id.to_string(), _lock: lock })
+    }
+
+    pub fn fifo_path(&self) -> PathBuf {
+        self.dir.join(EXEC_FIFO)
+    }
+
+    pub fn load(&self) -> Result<ContainerState> {
+        let p = self.dir.join(STATE_FILE);
+        let data = fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+        serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))
+    }
+
+    /// Write the state atomically (tmp + rename) so a reader never sees half a file.
+    pub fn save(&self, st: &ContainerState) -> Result<()> {
+        let tmp = self.dir.join(".state.json.tmp");
+        let mut f = fs::File::create(&tmp).with_context(|| format!("write {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec(st)?)?;
+        drop(f);
+        fs::rename(&tmp, self.dir.join(STATE_FILE))?;
+        Ok(())
+    }
+
+    /// Remove the state dir (the lock fd stays valid until dropped).
+    pub fn remove(self) -> Result<()> {
+        fs::remove_dir_all(&self.dir)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .with_context(|| format!("remove state dir {}", self.dir.display()))
+    }
+}
+
+/// IDs of every container under `root`, sorted.
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let rd = match fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(anyhow!(e).context(format!("read {}", root.display()))),
+    };
+    let mut ids: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(STATE_FILE).exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_id;
+    #[test]
+    fn ids() {
+        for ok in ["a", "abc-1_2.3+x", "A"] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", ".", "../x", "a/b", "/", "a b", "é"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+        assert!(validate_id(&"x".repeat(1025)).is_err());
+    }
+}
