@@ -69,7 +69,7 @@ pub struct ContainerState {
 pub struct StateDir {
     pub dir: PathBuf,
     pub id: String,
-    _lock: OwnedFd,
+    _lock: Option<OwnedFd>,
 }
 
 fn lock_dir(dir: &Path) -> Result<OwnedFd> {
@@ -105,7 +105,7 @@ impl StateDir {
             Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
         }
         let lock = lock_dir(&dir)?;
-        Ok(StateDir { dir, id: id.to_string(), _lock: lock })
+        Ok(StateDir { dir, id: id.to_string(), _lock: Some(lock) })
     }
 
     /// Open and lock an existing container's state dir.
@@ -121,7 +121,23 @@ impl StateDir {
         if !dir.join(STATE_FILE).exists() {
             bail!("container {id:?} does not exist");
         }
-        Ok(StateDir { dir, id: id.to_string(), _lock: lock })
+        Ok(StateDir { dir, id: id.to_string(), _lock: Some(lock) })
+    }
+
+    /// Open for reading only, without the lock: `state` and `list` must answer even
+    /// while another command holds it, and `save` replaces the file atomically.
+    pub fn open_unlocked(root: &Path, id: &str) -> Result<StateDir> {
+        validate_id(id)?;
+        let dir = root.join(id);
+        if !dir.join(STATE_FILE).exists() {
+            bail!("container {id:?} does not exist");
+        }
+        Ok(StateDir { dir, id: id.to_string(), _lock: None })
+    }
+
+    /// The lock's fd, which a forked child must close or it would hold the lock.
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        self._lock.as_ref().map_or(-1, |l| l.as_raw_fd())
     }
 
     pub fn fifo_path(&self) -> PathBuf {

@@ -30,7 +30,7 @@ pub struct SpecArgs {
 }
 
 pub fn state(g: &Global, id: &str) -> Result<i32> {
-    let sd = StateDir::open(&g.root, id)?;
+    let sd = StateDir::open_unlocked(&g.root, id)?;
     let st = sd.load()?;
     let s = oci_state(&st, status(&st, &sd));
     println!("{}", serde_json::to_string_pretty(&s)?);

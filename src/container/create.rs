@@ -112,7 +112,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         drop(chan_r);
         drop(go_w);
         let fifo_child = fifo;
-        init::run(&plan, init::InitFds { chan: chan_w, go: go_r, fifo: fifo_child }, &orig_mask);
+        init::run(&plan, init::InitFds { chan: chan_w, go: go_r, fifo: fifo_child, lock: sd.lock_fd() }, &orig_mask);
     }
     undo.pid = pid;
     drop(chan_w);

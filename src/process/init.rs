@@ -23,10 +23,14 @@ pub struct InitFds {
     pub go: OwnedFd,
     /// The exec fifo (opened O_RDWR): `start` writes a byte to it to release us.
     pub fifo: OwnedFd,
+    /// The parent's state-dir lock: a flock is shared by every copy of the fd, so the
+    /// init must drop its copy or no other command could run until it exits.
+    pub lock: std::os::fd::RawFd,
 }
 
 /// Run the init. `orig_mask` is the signal mask to restore before exec.
 pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
+    unsafe { libc::close(fds.lock) };
     let exe = match setup(plan, &fds, orig_mask) {
         Ok(exe) => exe,
         Err(e) => {
