@@ -21,25 +21,49 @@ pub struct DevicePlan {
     pub gid: u32,
 }
 
-const DEFAULTS: &[(&str, u32, u32)] =
-    &[("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
+const DEFAULTS: &[(&str, u32, u32)] = &[
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
 
 /// runc's default devices, then config.json's (which replace a default of the same path).
 pub fn plan(devs: &[LinuxDevice]) -> Result<Vec<DevicePlan>> {
     let mut out: Vec<DevicePlan> = DEFAULTS
         .iter()
-        .map(|(p, ma, mi)| DevicePlan { path: p.into(), kind: libc::S_IFCHR, major: *ma, minor: *mi, mode: 0o666, uid: 0, gid: 0 })
+        .map(|(p, ma, mi)| DevicePlan {
+            path: p.into(),
+            kind: libc::S_IFCHR,
+            major: *ma,
+            minor: *mi,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
         .collect();
     for d in devs {
         let p = d.path();
-        if !p.is_absolute() || !p.starts_with("/dev") || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            bail!("config.json: linux.devices: path {:?} must be an absolute path under /dev", p);
+        if !p.is_absolute()
+            || !p.starts_with("/dev")
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            bail!(
+                "config.json: linux.devices: path {:?} must be an absolute path under /dev",
+                p
+            );
         }
         let kind = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
             LinuxDeviceType::B => libc::S_IFBLK,
             LinuxDeviceType::P => libc::S_IFIFO,
-            LinuxDeviceType::A => bail!("config.json: linux.devices: {:?}: type \"a\" is not a device node", p),
+            LinuxDeviceType::A => bail!(
+                "config.json: linux.devices: {:?}: type \"a\" is not a device node",
+                p
+            ),
         };
         let plan = DevicePlan {
             path: p.clone(),
@@ -61,9 +85,12 @@ pub fn plan(devs: &[LinuxDevice]) -> Result<Vec<DevicePlan>> {
 fn dev_dir(root: &Root) -> Result<()> {
     match root.open_in(Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY, true) {
         Ok(_) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => bail!("rootfs /dev is a symlink: refusing to create devices through it"),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            bail!("rootfs /dev is a symlink: refusing to create devices through it")
+        }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            root.mkdir_all(Path::new("/dev"), 0o755).context("create /dev")?;
+            root.mkdir_all(Path::new("/dev"), 0o755)
+                .context("create /dev")?;
             Ok(())
         }
         Err(e) => Err(e).context("open /dev in rootfs"),
@@ -86,12 +113,29 @@ pub fn create(root: &Root, devs: &[DevicePlan], ptmx: bool) -> Result<()> {
             }
             return Err(e).with_context(|| format!("mknod {}", d.path.display()));
         }
-        if unsafe { libc::fchownat(parent.as_raw_fd(), name.as_ptr(), d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("chown {}", d.path.display()));
+        if unsafe {
+            libc::fchownat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                d.uid,
+                d.gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("chown {}", d.path.display()));
         }
     }
-    let dev = root.open_in(Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY, true).context("open /dev")?;
-    let mut links = vec![("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")];
+    let dev = root
+        .open_in(Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY, true)
+        .context("open /dev")?;
+    let mut links = vec![
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ];
     if Path::new("/proc/kcore").exists() {
         links.push(("core", "/proc/kcore"));
     }

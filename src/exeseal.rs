@@ -23,13 +23,16 @@ const GUARD: &str = "_STRATA_EXE_SEALED";
 
 /// True if /proc/self/exe cannot be written: a read-only overlay, or a sealed memfd.
 pub fn is_sealed() -> bool {
-    let Ok(f) = std::fs::File::open("/proc/self/exe") else { return false };
+    let Ok(f) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
     let mut s: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(f.as_raw_fd(), &mut s) } != 0 {
         return false;
     }
     let mut vs: libc::statvfs = unsafe { std::mem::zeroed() };
-    let ro = unsafe { libc::fstatvfs(f.as_raw_fd(), &mut vs) } == 0 && vs.f_flag & libc::ST_RDONLY != 0;
+    let ro =
+        unsafe { libc::fstatvfs(f.as_raw_fd(), &mut vs) } == 0 && vs.f_flag & libc::ST_RDONLY != 0;
     if s.f_type as i64 == OVERLAYFS_SUPER_MAGIC && ro {
         return true;
     }
@@ -55,13 +58,33 @@ pub fn ensure_sealed() -> Result<()> {
         tracing::debug!("exe seal: overlay unavailable ({e:#}), copying to a sealed memfd");
         memfd_exe()
     })?;
-    let args: Vec<CString> = std::env::args_os().map(|a| CString::new(a.as_bytes()).unwrap_or_default()).collect();
-    let mut env: Vec<CString> =
-        std::env::vars_os().map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).unwrap_or_default()).collect();
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+        .collect();
+    let mut env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).unwrap_or_default())
+        .collect();
     env.push(CString::new(format!("{GUARD}=1"))?);
-    let argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-    let envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-    unsafe { libc::syscall(libc::SYS_execveat, fd.as_raw_fd(), c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH) };
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
     Err(std::io::Error::last_os_error()).context("re-exec from sealed binary")
 }
 
@@ -77,16 +100,30 @@ fn overlay_exe() -> Result<OwnedFd> {
         }
         lower.push(*b);
     }
+    // Without an upper layer overlayfs wants two lower ones, and not the same one twice:
+    // the second is an empty detached tmpfs, reached through its fd.
+    let empty = new_fs(c"tmpfs", &[(c"size", c"0")], MOUNT_ATTR_RDONLY).context("empty tmpfs")?;
+    lower.extend_from_slice(format!(":/proc/self/fd/{}", empty.as_raw_fd()).as_bytes());
     let lower = CString::new(lower)?;
-    let mnt = new_fs(c"overlay", &[(c"lowerdir", &lower)], MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
-        .context("mount read-only overlay")?;
-    let fd = crate::paths::openat(mnt.as_raw_fd(), &name, libc::O_RDONLY, 0).context("open exe in overlay")?;
+    let mnt = new_fs(
+        c"overlay",
+        &[(c"lowerdir", &lower)],
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+    .context("mount read-only overlay")?;
+    let fd = crate::paths::openat(mnt.as_raw_fd(), &name, libc::O_RDONLY, 0)
+        .context("open exe in overlay")?;
     Ok(fd)
 }
 
 fn memfd_exe() -> Result<OwnedFd> {
     let mut src = std::fs::File::open("/proc/self/exe")?;
-    let fd = unsafe { libc::memfd_create(c"strata".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd = unsafe {
+        libc::memfd_create(
+            c"strata".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error()).context("memfd_create");
     }

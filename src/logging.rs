@@ -50,7 +50,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _: &FmtContext<'_, S, N>, mut w: Writer<'_>, e: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        e: &Event<'_>,
+    ) -> fmt::Result {
         let mut f = Fields::default();
         e.record(&mut f);
         let level = match *e.metadata().level() {
@@ -84,7 +89,9 @@ where
 /// printed on stderr for the user).
 pub fn init(log: Option<&std::path::Path>, format: LogFormat, debug: bool) -> anyhow::Result<bool> {
     let level = if debug { Level::DEBUG } else { Level::INFO };
-    let ev = Logrus { json: format == LogFormat::Json };
+    let ev = Logrus {
+        json: format == LogFormat::Json,
+    };
     match log {
         Some(p) => {
             let f = OpenOptions::new()
@@ -92,12 +99,20 @@ pub fn init(log: Option<&std::path::Path>, format: LogFormat, debug: bool) -> an
                 .append(true)
                 .open(p)
                 .map_err(|e| anyhow::anyhow!("--log {}: {e}", p.display()))?;
-            let sub = tracing_subscriber::fmt().with_max_level(level).event_format(ev).with_writer(Mutex::new(f)).finish();
+            let sub = tracing_subscriber::fmt()
+                .with_max_level(level)
+                .event_format(ev)
+                .with_writer(Mutex::new(f))
+                .finish();
             let _ = tracing::subscriber::set_global_default(sub);
             Ok(true)
         }
         None if debug => {
-            let sub = tracing_subscriber::fmt().with_max_level(level).event_format(ev).with_writer(std::io::stderr).finish();
+            let sub = tracing_subscriber::fmt()
+                .with_max_level(level)
+                .event_format(ev)
+                .with_writer(std::io::stderr)
+                .finish();
             let _ = tracing::subscriber::set_global_default(sub);
             Ok(false)
         }

@@ -51,11 +51,22 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
         match ns.path() {
             Some(path) if !path.as_os_str().is_empty() => {
                 let fd: OwnedFd = std::fs::File::open(path)
-                    .with_context(|| format!("config.json: linux.namespaces: {name} path {}", path.display()))?
+                    .with_context(|| {
+                        format!(
+                            "config.json: linux.namespaces: {name} path {}",
+                            path.display()
+                        )
+                    })?
                     .into();
                 // Check the file really is a namespace of that type before anything else runs.
-                if unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 /* NS_GET_NSTYPE */) } != f as libc::c_int {
-                    bail!("config.json: linux.namespaces: {} is not a {name} namespace", path.display());
+                if unsafe {
+                    libc::ioctl(fd.as_raw_fd(), 0xb703 /* NS_GET_NSTYPE */)
+                } != f as libc::c_int
+                {
+                    bail!(
+                        "config.json: linux.namespaces: {} is not a {name} namespace",
+                        path.display()
+                    );
                 }
                 if f == libc::CLONE_NEWPID {
                     p.join_pid = Some(fd);
@@ -84,7 +95,8 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
 /// setns() wrapper with the namespace named in the error.
 pub fn join(fd: &OwnedFd, nstype: libc::c_int, name: &str) -> Result<()> {
     if unsafe { libc::setns(fd.as_raw_fd(), nstype) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("join {name} namespace"));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("join {name} namespace"));
     }
     Ok(())
 }

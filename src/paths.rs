@@ -72,8 +72,16 @@ pub struct Root {
 
 impl Root {
     pub fn open(path: &Path) -> io::Result<Root> {
-        let fd = openat(libc::AT_FDCWD, &cstr(path)?, libc::O_PATH | libc::O_DIRECTORY, 0)?;
-        Ok(Root { fd, path: path.to_path_buf() })
+        let fd = openat(
+            libc::AT_FDCWD,
+            &cstr(path)?,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn fd(&self) -> RawFd {
@@ -135,7 +143,8 @@ impl Root {
                 continue;
             }
             let cur = stack.last().map(|f| f.as_raw_fd()).unwrap_or(self.fd());
-            let name = CString::new(comp.clone()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let name = CString::new(comp.clone())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             let last = todo.is_empty();
             let fd = openat(cur, &name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
             let st = fstat(fd.as_raw_fd())?;
@@ -149,7 +158,12 @@ impl Root {
                 }
                 let mut buf = vec![0u8; libc::PATH_MAX as usize];
                 let n = unsafe {
-                    libc::readlinkat(cur, name.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+                    libc::readlinkat(
+                        cur,
+                        name.as_ptr(),
+                        buf.as_mut_ptr() as *mut libc::c_char,
+                        buf.len(),
+                    )
                 };
                 if n < 0 {
                     return last_err();
@@ -188,7 +202,8 @@ impl Root {
             match self.open_in(&have, dflags, false) {
                 Ok(fd) => parent = fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let n = CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                    let n = CString::new(name.as_bytes())
+                        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
                     // mkdirat on the safely resolved parent fd: a swapped symlink cannot redirect it.
                     if unsafe { libc::mkdirat(parent.as_raw_fd(), n.as_ptr(), mode) } != 0 {
                         let e = io::Error::last_os_error();
@@ -213,9 +228,17 @@ impl Root {
         }
         let rel = relative(path);
         let parent = self.mkdir_all(rel.parent().unwrap_or(Path::new("")), 0o755)?;
-        let name = rel.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let n = CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        match openat(parent.as_raw_fd(), &n, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW, 0o644) {
+        let name = rel
+            .file_name()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let n = CString::new(name.as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        match openat(
+            parent.as_raw_fd(),
+            &n,
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
+            0o644,
+        ) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e),
@@ -226,7 +249,10 @@ impl Root {
 
 /// `path` as a relative path with no leading `/`.
 pub fn relative(path: &Path) -> PathBuf {
-    let r: PathBuf = path.components().filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_))).collect();
+    let r: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
+        .collect();
     if r.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {
@@ -235,7 +261,12 @@ pub fn relative(path: &Path) -> PathBuf {
 }
 
 fn components(p: &Path) -> Vec<Vec<u8>> {
-    p.as_os_str().as_bytes().split(|b| *b == b'/').filter(|c| !c.is_empty()).map(|c| c.to_vec()).collect()
+    p.as_os_str()
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 #[cfg(test)]
@@ -247,7 +278,8 @@ mod tests {
         if fallback {
             disable_openat2();
         }
-        let t = std::env::temp_dir().join(format!("strata-paths-{}-{fallback}", std::process::id()));
+        let t =
+            std::env::temp_dir().join(format!("strata-paths-{}-{fallback}", std::process::id()));
         let _ = std::fs::remove_dir_all(&t);
         std::fs::create_dir_all(t.join("root/etc")).unwrap();
         std::fs::write(t.join("secret"), b"host").unwrap();
@@ -257,17 +289,24 @@ mod tests {
         let root = Root::open(&t.join("root")).unwrap();
         // Both an absolute and a ../-climbing link land inside the root, never on the host.
         for p in ["abs/secret", "rel/secret", "/../../secret"] {
-            let want = if p.ends_with("/secret") && p.starts_with("/..") { None } else { Some("inside") };
+            let want = if p.ends_with("/secret") && p.starts_with("/..") {
+                None
+            } else {
+                Some("inside")
+            };
             match root.open_in(Path::new(p), libc::O_RDONLY, false) {
                 Ok(fd) => {
-                    let s = std::fs::read_to_string(fd_path(fd.as_raw_fd()).to_str().unwrap()).unwrap();
+                    let s =
+                        std::fs::read_to_string(fd_path(fd.as_raw_fd()).to_str().unwrap()).unwrap();
                     assert_eq!(Some(s.as_str()), want, "{p}");
                 }
                 Err(e) => assert!(want.is_none(), "{p}: {e}"),
             }
         }
         assert_eq!(
-            root.open_in(Path::new("abs"), libc::O_PATH, true).unwrap_err().raw_os_error(),
+            root.open_in(Path::new("abs"), libc::O_PATH, true)
+                .unwrap_err()
+                .raw_os_error(),
             Some(libc::ELOOP)
         );
         // mkdir_all through a symlink creates inside the root.

@@ -10,7 +10,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::mounts::fdmount::{clone_tree, mount_path, move_onto, new_fs, setattr};
-use crate::mounts::options::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use crate::mounts::options::{
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+};
 use crate::paths::{fstat, Root};
 
 /// Make our mount tree non-propagating toward the host (or as `rootfsPropagation` says),
@@ -22,8 +24,14 @@ pub fn prepare(rootfs: &Path, propagation: Option<u64>) -> Result<()> {
     if root_flags & libc::MS_SHARED != 0 {
         // pivot_root refuses a shared parent mount; make just that one private.
         if let Some(mp) = parent_mountpoint(rootfs) {
-            mount_path(None, &CString::new(mp.as_bytes())?, None, libc::MS_PRIVATE, None)
-                .with_context(|| format!("make {mp} private"))?;
+            mount_path(
+                None,
+                &CString::new(mp.as_bytes())?,
+                None,
+                libc::MS_PRIVATE,
+                None,
+            )
+            .with_context(|| format!("make {mp} private"))?;
         }
     }
     mount_path(Some(&rc), &rc, None, libc::MS_BIND | libc::MS_REC, None)
@@ -56,7 +64,8 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error()).context("pivot_root");
         }
-        mount_path(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).context("make old root a slave")?;
+        mount_path(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
+            .context("make old root a slave")?;
         if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } != 0 {
             return Err(std::io::Error::last_os_error()).context("detach old root");
         }
@@ -87,7 +96,8 @@ pub fn write_sysctls(root: &Root, sysctl: &HashMap<String, String>) -> Result<()
             .open_in(Path::new(&path), libc::O_WRONLY, true)
             .with_context(|| format!("linux.sysctl: {k}: open {path}"))?;
         let mut f = std::fs::File::from(fd);
-        f.write_all(v.as_bytes()).with_context(|| format!("linux.sysctl: {k}={v}"))?;
+        f.write_all(v.as_bytes())
+            .with_context(|| format!("linux.sysctl: {k}={v}"))?;
     }
     Ok(())
 }
@@ -105,20 +115,31 @@ pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
         };
         let st = fstat(target.as_raw_fd())?;
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            let tmp = new_fs(c"tmpfs", &[(c"size", c"0"), (c"mode", c"0555")], MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)
-                .context("linux.maskedPaths: create tmpfs")?;
-            move_onto(tmp.as_raw_fd(), target.as_raw_fd()).with_context(|| format!("linux.maskedPaths: mask {p}"))?;
+            let tmp = new_fs(
+                c"tmpfs",
+                &[(c"size", c"0"), (c"mode", c"0555")],
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            )
+            .context("linux.maskedPaths: create tmpfs")?;
+            move_onto(tmp.as_raw_fd(), target.as_raw_fd())
+                .with_context(|| format!("linux.maskedPaths: mask {p}"))?;
         } else {
             if devnull.is_none() {
-                let fd = root.open_in(Path::new("/dev/null"), libc::O_PATH, true).context("linux.maskedPaths: open /dev/null")?;
+                let fd = root
+                    .open_in(Path::new("/dev/null"), libc::O_PATH, true)
+                    .context("linux.maskedPaths: open /dev/null")?;
                 let st = fstat(fd.as_raw_fd())?;
                 if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
-                    bail!("linux.maskedPaths: the container's /dev/null is not the null device (1:3)");
+                    bail!(
+                        "linux.maskedPaths: the container's /dev/null is not the null device (1:3)"
+                    );
                 }
                 devnull = Some(fd);
             }
-            let tree = clone_tree(devnull.as_ref().unwrap().as_raw_fd(), false).context("linux.maskedPaths: clone /dev/null")?;
-            move_onto(tree.as_raw_fd(), target.as_raw_fd()).with_context(|| format!("linux.maskedPaths: mask {p}"))?;
+            let tree = clone_tree(devnull.as_ref().unwrap().as_raw_fd(), false)
+                .context("linux.maskedPaths: clone /dev/null")?;
+            move_onto(tree.as_raw_fd(), target.as_raw_fd())
+                .with_context(|| format!("linux.maskedPaths: mask {p}"))?;
         }
     }
     Ok(())
@@ -133,19 +154,40 @@ pub fn readonly_paths(root: &Root, paths: &[String]) -> Result<()> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(e).with_context(|| format!("linux.readonlyPaths: open {p}")),
         };
-        let tree = clone_tree(target.as_raw_fd(), true).with_context(|| format!("linux.readonlyPaths: clone {p}"))?;
-        setattr(tree.as_raw_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, true)
-            .with_context(|| format!("linux.readonlyPaths: make {p} read-only"))?;
-        move_onto(tree.as_raw_fd(), target.as_raw_fd()).with_context(|| format!("linux.readonlyPaths: mount {p}"))?;
+        let tree = clone_tree(target.as_raw_fd(), true)
+            .with_context(|| format!("linux.readonlyPaths: clone {p}"))?;
+        setattr(
+            tree.as_raw_fd(),
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            0,
+            true,
+        )
+        .with_context(|| format!("linux.readonlyPaths: make {p} read-only"))?;
+        move_onto(tree.as_raw_fd(), target.as_raw_fd())
+            .with_context(|| format!("linux.readonlyPaths: mount {p}"))?;
     }
     Ok(())
 }
 
 /// Check sysctls are namespaced ones the container owns, as runc does.
-pub fn validate_sysctls(sysctl: &HashMap<String, String>, new_ipc: bool, new_net: bool, new_uts: bool) -> Result<()> {
+pub fn validate_sysctls(
+    sysctl: &HashMap<String, String>,
+    new_ipc: bool,
+    new_net: bool,
+    new_uts: bool,
+) -> Result<()> {
     for k in sysctl.keys() {
-        let ipc = matches!(k.as_str(), "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall" | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced")
-            || k.starts_with("fs.mqueue.");
+        let ipc = matches!(
+            k.as_str(),
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        ) || k.starts_with("fs.mqueue.");
         let uts = matches!(k.as_str(), "kernel.hostname" | "kernel.domainname");
         let ok = if ipc {
             new_ipc

@@ -11,7 +11,11 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     let data = match fs::read(&path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("{}: no such file (is {} an OCI bundle?)", path.display(), bundle.display())
+            bail!(
+                "{}: no such file (is {} an OCI bundle?)",
+                path.display(),
+                bundle.display()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
@@ -42,7 +46,11 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     if p.as_os_str().is_empty() {
         bail!("config.json: root.path is empty");
     }
-    let full = if p.is_absolute() { p.clone() } else { bundle.join(p) };
+    let full = if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    };
     match fs::metadata(&full) {
         Ok(m) if m.is_dir() => Ok(full),
         Ok(_) => bail!("config.json: root.path {}: not a directory", full.display()),
@@ -52,30 +60,39 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 
 /// Checks the runtime needs before creating anything, each naming the field at fault.
 pub fn validate(spec: &Spec) -> Result<()> {
-    let process = spec.process().as_ref().context("config.json: process: missing")?;
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process: missing")?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => bail!("config.json: process.args: must name a program (it is empty)"),
     }
     if !process.cwd().is_absolute() {
-        bail!("config.json: process.cwd {:?}: must be an absolute path", process.cwd());
+        bail!(
+            "config.json: process.cwd {:?}: must be an absolute path",
+            process.cwd()
+        );
     }
     if process.terminal() == Some(true) {
         bail!("config.json: process.terminal: true needs --console-socket, which this strata does not support yet; set it to false");
     }
     if let Some(linux) = spec.linux() {
         if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || linux
-                .namespaces()
-                .as_ref()
-                .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User))
+            || linux.namespaces().as_ref().is_some_and(|ns| {
+                ns.iter()
+                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+            })
         {
             bail!("config.json: linux.namespaces: user namespaces are not supported yet");
         }
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
-            bail!("config.json: mounts: destination {:?} must be absolute", m.destination());
+            bail!(
+                "config.json: mounts: destination {:?} must be absolute",
+                m.destination()
+            );
         }
     }
     Ok(())
@@ -140,7 +157,13 @@ pub fn default_config(rootless: bool) -> serde_json::Value {
                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
             }
             if m["type"] == "devpts" {
-                m["options"] = serde_json::json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+                m["options"] = serde_json::json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
             }
         }
     }
@@ -164,7 +187,10 @@ mod tests {
         for rootless in [false, true] {
             let v = super::default_config(rootless);
             let s: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
-            assert_eq!(s.process().as_ref().unwrap().args().as_ref().unwrap()[0], "sh");
+            assert_eq!(
+                s.process().as_ref().unwrap().args().as_ref().unwrap()[0],
+                "sh"
+            );
         }
     }
 }

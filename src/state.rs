@@ -105,7 +105,11 @@ impl StateDir {
             Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
         }
         let lock = lock_dir(&dir)?;
-        Ok(StateDir { dir, id: id.to_string(), _lock: Some(lock) })
+        Ok(StateDir {
+            dir,
+            id: id.to_string(),
+            _lock: Some(lock),
+        })
     }
 
     /// Open and lock an existing container's state dir.
@@ -121,7 +125,11 @@ impl StateDir {
         if !dir.join(STATE_FILE).exists() {
             bail!("container {id:?} does not exist");
         }
-        Ok(StateDir { dir, id: id.to_string(), _lock: Some(lock) })
+        Ok(StateDir {
+            dir,
+            id: id.to_string(),
+            _lock: Some(lock),
+        })
     }
 
     /// Open for reading only, without the lock: `state` and `list` must answer even
@@ -132,7 +140,11 @@ impl StateDir {
         if !dir.join(STATE_FILE).exists() {
             bail!("container {id:?} does not exist");
         }
-        Ok(StateDir { dir, id: id.to_string(), _lock: None })
+        Ok(StateDir {
+            dir,
+            id: id.to_string(),
+            _lock: None,
+        })
     }
 
     /// The lock's fd, which a forked child must close or it would hold the lock.
@@ -163,7 +175,13 @@ impl StateDir {
     /// Remove the state dir (the lock fd stays valid until dropped).
     pub fn remove(self) -> Result<()> {
         fs::remove_dir_all(&self.dir)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .with_context(|| format!("remove state dir {}", self.dir.display()))
     }
 }

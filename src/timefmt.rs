@@ -4,7 +4,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Current UTC time as RFC 3339 with nanoseconds, the form runc writes in `created`.
 pub fn now_rfc3339_nanos() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     format_rfc3339(d.as_secs() as i64, d.subsec_nanos())
 }
 
@@ -43,7 +45,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     #[test]
     fn known_dates() {
-        assert_eq!(super::format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            super::format_rfc3339(0, 0),
+            "1970-01-01T00:00:00.000000000Z"
+        );
         assert_eq!(
             super::format_rfc3339(1_709_251_199, 5),
             "2024-02-29T23:59:59.000000005Z"

@@ -39,11 +39,17 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// Name of the subdirectory under /sys/fs/cgroup ("memory", "unified", "systemd").
     pub fn dir_name(&self) -> String {
-        self.mountpoint.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        self.mountpoint
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
     fn join(&self, cgroup: &Path) -> PathBuf {
         let rel = cgroup.strip_prefix(&self.mount_root).unwrap_or(cgroup);
-        let rel: PathBuf = rel.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+        let rel: PathBuf = rel
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
         self.mountpoint.join(rel)
     }
 }
@@ -54,7 +60,9 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
     let mi = fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
     let mut out: Vec<Hierarchy> = Vec::new();
     for line in mi.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
         if pre.len() < 5 || post.len() < 3 {
@@ -75,8 +83,10 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
             superopts
                 .split(',')
                 .filter(|o| {
-                    !matches!(*o, "rw" | "ro" | "clone_children" | "noprefix" | "xattr" | "cpuset_v2_mode")
-                        && !o.starts_with("release_agent=")
+                    !matches!(
+                        *o,
+                        "rw" | "ro" | "clone_children" | "noprefix" | "xattr" | "cpuset_v2_mode"
+                    ) && !o.starts_with("release_agent=")
                 })
                 .map(String::from)
                 .collect()
@@ -93,13 +103,22 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
             matches.then(|| PathBuf::from(path))
         });
         let Some(own_path) = own_path else { continue };
-        out.push(Hierarchy { mountpoint, mount_root: PathBuf::from(unescape(pre[3])), controllers, v2, own: own_path });
+        out.push(Hierarchy {
+            mountpoint,
+            mount_root: PathBuf::from(unescape(pre[3])),
+            controllers,
+            v2,
+            own: own_path,
+        });
     }
     Ok(out)
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// The host layout, from the hierarchies found.
@@ -131,7 +150,12 @@ fn container_cgroup(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Pat
 }
 
 /// Create (or join) the container's cgroup on every hierarchy; undone on error.
-pub fn create(hs: &[Hierarchy], cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<Placement> {
+pub fn create(
+    hs: &[Hierarchy],
+    cgroups_path: Option<&Path>,
+    id: &str,
+    systemd: bool,
+) -> Result<Placement> {
     if systemd {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported (no systemd on this host); use the cgroupfs driver");
     }
@@ -178,7 +202,8 @@ fn make_dirs(h: &Hierarchy, dir: &Path, created: &mut Vec<PathBuf>) -> Result<()
 pub fn add_pid(paths: &[PathBuf], pid: i32) -> Result<()> {
     for p in paths {
         let f = p.join("cgroup.procs");
-        fs::write(&f, pid.to_string()).with_context(|| format!("add pid {pid} to {}", f.display()))?;
+        fs::write(&f, pid.to_string())
+            .with_context(|| format!("add pid {pid} to {}", f.display()))?;
     }
     Ok(())
 }
@@ -232,9 +257,19 @@ impl CgroupMount {
         let entries = hs
             .iter()
             .zip(&placement.paths)
-            .map(|(h, p)| (h.dir_name(), (!h.v2).then(|| h.controllers.join(",")), p.clone()))
+            .map(|(h, p)| {
+                (
+                    h.dir_name(),
+                    (!h.v2).then(|| h.controllers.join(",")),
+                    p.clone(),
+                )
+            })
             .collect();
-        CgroupMount { entries, unified_only: layout(hs) == Layout::Unified, cgroupns }
+        CgroupMount {
+            entries,
+            unified_only: layout(hs) == Layout::Unified,
+            cgroupns,
+        }
     }
 
     /// Mount the container's view of its cgroups at `target`. With a cgroup namespace the
@@ -248,12 +283,21 @@ impl CgroupMount {
             let (_, _, host) = self.entries.first().context("no cgroup2 hierarchy")?;
             return self.mount_one(target, None, host, fl, ro);
         }
-        mount_at(Some(&c("tmpfs")), target.as_raw_fd(), Some(&c("tmpfs")), fl, Some(&c("mode=755")))
-            .context("mount tmpfs for cgroup hierarchies")?;
+        mount_at(
+            Some(&c("tmpfs")),
+            target.as_raw_fd(),
+            Some(&c("tmpfs")),
+            fl,
+            Some(&c("mode=755")),
+        )
+        .context("mount tmpfs for cgroup hierarchies")?;
         for (name, ctrls, host) in &self.entries {
             let sub = dest.join(name);
-            let fd = root.mkdir_all(&sub, 0o755).with_context(|| format!("create {}", sub.display()))?;
-            self.mount_one(fd, ctrls.as_deref(), host, fl, ro).with_context(|| format!("mount {}", sub.display()))?;
+            let fd = root
+                .mkdir_all(&sub, 0o755)
+                .with_context(|| format!("create {}", sub.display()))?;
+            self.mount_one(fd, ctrls.as_deref(), host, fl, ro)
+                .with_context(|| format!("mount {}", sub.display()))?;
             // "cpu,cpuacct" gets "cpu" and "cpuacct" links, as on the host.
             if name.contains(',') {
                 let dir = root.open_in(dest, libc::O_PATH | libc::O_DIRECTORY, true)?;
@@ -265,21 +309,40 @@ impl CgroupMount {
         }
         if ro {
             let top = root.open_in(dest, libc::O_PATH, true)?;
-            setattr(top.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, false).context("make cgroup tmpfs read-only")?;
+            setattr(top.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, false)
+                .context("make cgroup tmpfs read-only")?;
         }
         Ok(())
     }
 
-    fn mount_one(&self, target: OwnedFd, ctrls: Option<&str>, host: &Path, fl: u64, ro: bool) -> Result<()> {
+    fn mount_one(
+        &self,
+        target: OwnedFd,
+        ctrls: Option<&str>,
+        host: &Path,
+        fl: u64,
+        ro: bool,
+    ) -> Result<()> {
         let rdonly = if ro { libc::MS_RDONLY } else { 0 };
         if self.cgroupns {
             let (fstype, data) = match ctrls {
                 Some(c) => ("cgroup", Some(crate::mounts::fdmount::c(c))),
                 None => ("cgroup2", None),
             };
-            mount_at(Some(&c(fstype)), target.as_raw_fd(), Some(&c(fstype)), fl | rdonly, data.as_deref())?;
+            mount_at(
+                Some(&c(fstype)),
+                target.as_raw_fd(),
+                Some(&c(fstype)),
+                fl | rdonly,
+                data.as_deref(),
+            )?;
         } else {
-            let src = crate::paths::openat(libc::AT_FDCWD, &CString::new(host.to_string_lossy().as_bytes())?, libc::O_PATH, 0)?;
+            let src = crate::paths::openat(
+                libc::AT_FDCWD,
+                &CString::new(host.to_string_lossy().as_bytes())?,
+                libc::O_PATH,
+                0,
+            )?;
             let tree = clone_tree(src.as_raw_fd(), false)?;
             let (set, _) = crate::mounts::options::attrs_of_flags(fl | rdonly);
             setattr(tree.as_raw_fd(), set, 0, false)?;

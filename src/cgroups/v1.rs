@@ -24,7 +24,8 @@ pub fn init_cpuset(dir: &Path) -> Result<()> {
                 Err(_) => break,
             }
         }
-        fs::write(dir.join(file), &val).with_context(|| format!("set {}/{file} to {val:?}", dir.display()))?;
+        fs::write(dir.join(file), &val)
+            .with_context(|| format!("set {}/{file} to {val:?}", dir.display()))?;
     }
     Ok(())
 }

@@ -48,10 +48,23 @@ pub fn list(g: &Global, a: ListArgs) -> Result<i32> {
         writeln!(out, "{}", serde_json::to_string(&all)?)?;
     } else {
         let w = all.iter().map(|s| s.id.len()).max().unwrap_or(0).max(2) + 4;
-        writeln!(out, "{:<w$}{:<10}{:<10}{:<40}{:<32}OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+        writeln!(
+            out,
+            "{:<w$}{:<10}{:<10}{:<40}{:<32}OWNER",
+            "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+        )?;
         for s in &all {
             let owner = if s.owner.is_empty() { "root" } else { &s.owner };
-            writeln!(out, "{:<w$}{:<10}{:<10}{:<40}{:<32}{}", s.id, s.pid, s.status, s.bundle.display(), s.created, owner)?;
+            writeln!(
+                out,
+                "{:<w$}{:<10}{:<10}{:<40}{:<32}{}",
+                s.id,
+                s.pid,
+                s.status,
+                s.bundle.display(),
+                s.created,
+                owner
+            )?;
         }
     }
     Ok(0)

@@ -72,7 +72,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cli::command().print_help()?;
         return Ok(0);
     };
-    let g = Global { root: cli.root, systemd_cgroup: cli.systemd_cgroup };
+    let g = Global {
+        root: cli.root,
+        systemd_cgroup: cli.systemd_cgroup,
+    };
     match cmd {
         Cmd::Create(a) => lifecycle::create(&g, a),
         Cmd::Start { id } => crate::container::start(&g.root, &id).map(|_| 0),

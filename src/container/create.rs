@@ -58,20 +58,26 @@ impl Drop for Undo {
 fn mkfifo(path: &Path) -> Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes())?;
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("mkfifo {}", path.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("mkfifo {}", path.display()));
     }
     // O_RDWR never blocks on open; the init's read then blocks until `start` writes.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("open {}", path.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("open {}", path.display()));
     }
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Write a pid file atomically, as containerd expects to read it whole.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("pid")));
-    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write pid file {}", tmp.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("write pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
 }
 
@@ -79,18 +85,29 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// so that `run` cannot miss the init's SIGCHLD however fast it exits.
 pub fn create(o: &CreateOpts) -> Result<Created> {
     crate::state::validate_id(&o.id)?;
-    let bundle = std::fs::canonicalize(&o.bundle).with_context(|| format!("bundle {}", o.bundle.display()))?;
+    let bundle = std::fs::canonicalize(&o.bundle)
+        .with_context(|| format!("bundle {}", o.bundle.display()))?;
     let spec = spec::load(&bundle)?;
     spec::validate(&spec)?;
     let rootfs = spec::rootfs_path(&spec, &bundle)?;
-    let rootfs = std::fs::canonicalize(&rootfs).with_context(|| format!("rootfs {}", rootfs.display()))?;
+    let rootfs =
+        std::fs::canonicalize(&rootfs).with_context(|| format!("rootfs {}", rootfs.display()))?;
     let linux = spec.linux().clone().unwrap_or_default();
     let ns = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
     let hs = cgroups::hierarchies()?;
 
     let sd = StateDir::create(&o.root, &o.id)?;
-    let mut undo = Undo { pid: 0, cgroups: vec![], dir: Some(sd.dir.clone()) };
-    let placement = cgroups::create(&hs, linux.cgroups_path().as_deref(), &o.id, o.systemd_cgroup)?;
+    let mut undo = Undo {
+        pid: 0,
+        cgroups: vec![],
+        dir: Some(sd.dir.clone()),
+    };
+    let placement = cgroups::create(
+        &hs,
+        linux.cgroups_path().as_deref(),
+        &o.id,
+        o.systemd_cgroup,
+    )?;
     undo.cgroups = placement.created.clone();
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
@@ -112,7 +129,16 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         drop(chan_r);
         drop(go_w);
         let fifo_child = fifo;
-        init::run(&plan, init::InitFds { chan: chan_w, go: go_r, fifo: fifo_child, lock: sd.lock_fd() }, &orig_mask);
+        init::run(
+            &plan,
+            init::InitFds {
+                chan: chan_w,
+                go: go_r,
+                fifo: fifo_child,
+                lock: sd.lock_fd(),
+            },
+            &orig_mask,
+        );
     }
     undo.pid = pid;
     drop(chan_w);
@@ -127,7 +153,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         Msg::Error(m) => bail!("container init: {m}"),
         Msg::Eof => bail!("container init exited during setup without a message"),
     }
-    let pid_start = crate::container::status::proc_stat(pid).map(|(_, t)| t).context("container init vanished")?;
+    let pid_start = crate::container::status::proc_stat(pid)
+        .map(|(_, t)| t)
+        .context("container init vanished")?;
     let st = ContainerState {
         id: o.id.clone(),
         pid,
@@ -150,5 +178,10 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     undo.cgroups.clear();
     undo.dir = None;
     tracing::debug!(id = %o.id, pid, "container created");
-    Ok(Created { state: st, fifo, chan: chan_r, orig_mask })
+    Ok(Created {
+        state: st,
+        fifo,
+        chan: chan_r,
+        orig_mask,
+    })
 }

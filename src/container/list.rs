@@ -10,7 +10,9 @@ pub fn list(root: &Path) -> Result<Vec<OciState>> {
     let mut out = Vec::new();
     for id in list_ids(root)? {
         // A container deleted while we list is simply skipped.
-        let Ok(sd) = StateDir::open_unlocked(root, &id) else { continue };
+        let Ok(sd) = StateDir::open_unlocked(root, &id) else {
+            continue;
+        };
         let Ok(st) = sd.load() else { continue };
         out.push(oci_state(&st, status(&st, &sd)));
     }

@@ -34,7 +34,10 @@ fn check(r: libc::c_long) -> io::Result<libc::c_long> {
 
 /// A detached copy of the mount tree at `fd` (recursive for rbind).
 pub fn clone_tree(fd: RawFd, recursive: bool) -> io::Result<OwnedFd> {
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as u32
+        | libc::AT_EMPTY_PATH as u32
+        | if recursive { AT_RECURSIVE } else { 0 };
     let r = check(unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) })?;
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
@@ -44,10 +47,22 @@ pub fn setattr(fd: RawFd, set: u64, clr: u64, recursive: bool) -> io::Result<()>
     if set == 0 && clr == 0 {
         return Ok(());
     }
-    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
     check(unsafe {
-        libc::syscall(libc::SYS_mount_setattr, fd, c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
     })?;
     Ok(())
 }
@@ -73,24 +88,51 @@ pub fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: u64) -> io::Resu
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
     for (k, v) in options {
         check(unsafe {
-            libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
         })?;
     }
     check(unsafe {
-        libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0)
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        )
     })?;
-    let m = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
+    let m =
+        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
     Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
 }
 
 /// mount(2) with the target given as an fd (through its /proc/self/fd magic link).
-pub fn mount_at(source: Option<&CStr>, target: RawFd, fstype: Option<&CStr>, flags: u64, data: Option<&CStr>) -> io::Result<()> {
+pub fn mount_at(
+    source: Option<&CStr>,
+    target: RawFd,
+    fstype: Option<&CStr>,
+    flags: u64,
+    data: Option<&CStr>,
+) -> io::Result<()> {
     let t = fd_path(target);
     mount_path(source, &t, fstype, flags, data)
 }
 
 /// Plain mount(2).
-pub fn mount_path(source: Option<&CStr>, target: &CStr, fstype: Option<&CStr>, flags: u64, data: Option<&CStr>) -> io::Result<()> {
+pub fn mount_path(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: u64,
+    data: Option<&CStr>,
+) -> io::Result<()> {
     let r = unsafe {
         libc::mount(
             source.map_or(std::ptr::null(), |s| s.as_ptr()),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroups::CgroupMount;
 use crate::paths::Root;
-use fdmount::{c, clone_tree, move_onto, mount_at, setattr};
+use fdmount::{c, clone_tree, mount_at, move_onto, setattr};
 pub use options::MountOptions;
 
 /// What a mount is, once its type and options are understood.
@@ -42,20 +42,46 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
         let source = m.source().clone().unwrap_or_default();
         let kind = if typ == "bind" || opts.bind {
             if source.as_os_str().is_empty() {
-                bail!("config.json: mounts: bind mount to {} has no source", m.destination().display());
+                bail!(
+                    "config.json: mounts: bind mount to {} has no source",
+                    m.destination().display()
+                );
             }
-            let full = if source.is_absolute() { source } else { bundle.join(source) };
+            let full = if source.is_absolute() {
+                source
+            } else {
+                bundle.join(source)
+            };
             Kind::Bind { source: full }
         } else if typ == "cgroup" || typ == "cgroup2" {
             Kind::Cgroup
         } else if typ.is_empty() || typ == "none" {
-            bail!("config.json: mounts: mount to {} has no type and is not a bind mount", m.destination().display());
+            bail!(
+                "config.json: mounts: mount to {} has no type and is not a bind mount",
+                m.destination().display()
+            );
         } else {
-            let src = if source.as_os_str().is_empty() { PathBuf::from(typ) } else { source };
-            Kind::Fs { fstype: c(typ), source: CString::new(src.as_os_str().as_bytes())? }
+            let src = if source.as_os_str().is_empty() {
+                PathBuf::from(typ)
+            } else {
+                source
+            };
+            Kind::Fs {
+                fstype: c(typ),
+                source: CString::new(src.as_os_str().as_bytes())?,
+            }
         };
-        let data = if opts.data.is_empty() { None } else { Some(c(&opts.data)) };
-        out.push(MountPlan { dest: m.destination().clone(), kind, opts, data });
+        let data = if opts.data.is_empty() {
+            None
+        } else {
+            Some(c(&opts.data))
+        };
+        out.push(MountPlan {
+            dest: m.destination().clone(),
+            kind,
+            opts,
+            data,
+        });
     }
     Ok(out)
 }
@@ -72,11 +98,15 @@ fn dir_target(root: &Root, dest: &Path, strict: bool) -> Result<OwnedFd> {
     let fd = match open(root) {
         Ok(fd) => fd,
         Err(e) if errno(&e) == libc::ENOENT => {
-            root.mkdir_all(dest, 0o755).with_context(|| format!("create mount point {}", dest.display()))?;
+            root.mkdir_all(dest, 0o755)
+                .with_context(|| format!("create mount point {}", dest.display()))?;
             open(root).with_context(|| format!("open mount point {}", dest.display()))?
         }
         Err(e) if strict && errno(&e) == libc::ELOOP => {
-            bail!("{} must be mounted on an ordinary directory: it is a symlink in the rootfs", dest.display())
+            bail!(
+                "{} must be mounted on an ordinary directory: it is a symlink in the rootfs",
+                dest.display()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("open mount point {}", dest.display())),
     };
@@ -85,7 +115,8 @@ fn dir_target(root: &Root, dest: &Path, strict: bool) -> Result<OwnedFd> {
 
 /// Re-open `dest` after mounting, so propagation/attrs hit the new mount, not the one below.
 fn reopen(root: &Root, dest: &Path) -> Result<OwnedFd> {
-    root.open_in(dest, libc::O_PATH, false).with_context(|| format!("reopen {}", dest.display()))
+    root.open_in(dest, libc::O_PATH, false)
+        .with_context(|| format!("reopen {}", dest.display()))
 }
 
 fn finish(root: &Root, m: &MountPlan) -> Result<()> {
@@ -106,30 +137,49 @@ fn finish(root: &Root, m: &MountPlan) -> Result<()> {
 pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
     match &m.kind {
         Kind::Bind { source } => {
-            let meta = std::fs::metadata(source)
-                .with_context(|| format!("bind mount source {} for {}", source.display(), m.dest.display()))?;
+            let meta = std::fs::metadata(source).with_context(|| {
+                format!(
+                    "bind mount source {} for {}",
+                    source.display(),
+                    m.dest.display()
+                )
+            })?;
             let target = if meta.is_dir() {
                 root.mkdir_all(&m.dest, 0o755)
             } else {
                 root.ensure_file(&m.dest)
             }
             .with_context(|| format!("create bind mount point {}", m.dest.display()))?;
-            let src = crate::paths::openat(libc::AT_FDCWD, &CString::new(source.as_os_str().as_bytes())?, libc::O_PATH, 0)
-                .with_context(|| format!("open bind source {}", source.display()))?;
+            let src = crate::paths::openat(
+                libc::AT_FDCWD,
+                &CString::new(source.as_os_str().as_bytes())?,
+                libc::O_PATH,
+                0,
+            )
+            .with_context(|| format!("open bind source {}", source.display()))?;
             // A detached clone gets its flags before it is visible: never a writable window.
             let tree = clone_tree(src.as_raw_fd(), m.opts.recursive_bind)
                 .with_context(|| format!("bind {} (clone)", source.display()))?;
             let (set, clr) = options::attrs_of_flags(m.opts.flags);
             setattr(tree.as_raw_fd(), set, clr, false)
                 .with_context(|| format!("set options on bind mount {}", m.dest.display()))?;
-            move_onto(tree.as_raw_fd(), target.as_raw_fd())
-                .with_context(|| format!("bind mount {} on {}", source.display(), m.dest.display()))?;
+            move_onto(tree.as_raw_fd(), target.as_raw_fd()).with_context(|| {
+                format!("bind mount {} on {}", source.display(), m.dest.display())
+            })?;
         }
         Kind::Fs { fstype, source } => {
             let strict = matches!(fstype.to_bytes(), b"proc" | b"sysfs");
             let target = dir_target(root, &m.dest, strict)?;
-            mount_at(Some(source), target.as_raw_fd(), Some(fstype), m.opts.flags, m.data.as_deref())
-                .with_context(|| format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display()))?;
+            mount_at(
+                Some(source),
+                target.as_raw_fd(),
+                Some(fstype),
+                m.opts.flags,
+                m.data.as_deref(),
+            )
+            .with_context(|| {
+                format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display())
+            })?;
         }
         Kind::Cgroup => {
             let target = dir_target(root, &m.dest, true)?;

@@ -26,7 +26,6 @@ pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
 
-
 /// Parse options exactly as runc does: known words become flags, the rest is fs data.
 pub fn parse(options: &[String]) -> MountOptions {
     use libc::*;
@@ -171,7 +170,13 @@ mod tests {
     use super::*;
     #[test]
     fn split() {
-        let o = parse(&["nosuid".into(), "ro".into(), "mode=755".into(), "size=64k".into(), "rprivate".into()]);
+        let o = parse(&[
+            "nosuid".into(),
+            "ro".into(),
+            "mode=755".into(),
+            "size=64k".into(),
+            "rprivate".into(),
+        ]);
         assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_RDONLY);
         assert_eq!(o.data, "mode=755,size=64k");
         assert_eq!(o.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
@@ -179,7 +184,10 @@ mod tests {
         assert!(o.bind && o.recursive_bind);
         assert_eq!(o.flags & libc::MS_RDONLY, 0);
         assert_eq!(propagation_of("shared"), Some(libc::MS_SHARED));
-        assert_eq!(propagation_of("rslave"), Some(libc::MS_SLAVE | libc::MS_REC));
+        assert_eq!(
+            propagation_of("rslave"),
+            Some(libc::MS_SLAVE | libc::MS_REC)
+        );
         assert_eq!(propagation_of("bogus"), None);
     }
 }

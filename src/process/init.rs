@@ -62,7 +62,10 @@ pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
 }
 
 fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
-    v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    v.iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 fn os(r: libc::c_int, what: &str) -> Result<()> {
@@ -93,13 +96,22 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
         namespaces::join(fd, *t, name)?;
     }
     if plan.ns.new_cgroup {
-        os(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }, "unshare cgroup namespace")?;
+        os(
+            unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
+            "unshare cgroup namespace",
+        )?;
     }
     if let Some(h) = &plan.hostname {
-        os(unsafe { libc::sethostname(h.as_ptr(), h.as_bytes().len()) }, "set hostname")?;
+        os(
+            unsafe { libc::sethostname(h.as_ptr(), h.as_bytes().len()) },
+            "set hostname",
+        )?;
     }
     if let Some(d) = &plan.domainname {
-        os(unsafe { libc::setdomainname(d.as_ptr(), d.as_bytes().len()) }, "set domainname")?;
+        os(
+            unsafe { libc::setdomainname(d.as_ptr(), d.as_bytes().len()) },
+            "set domainname",
+        )?;
     }
     if let Some(adj) = plan.process.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
@@ -107,7 +119,8 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     }
 
     rootfs::prepare(&plan.rootfs, plan.propagation)?;
-    let root = Root::open(&plan.rootfs).with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
+    let root = Root::open(&plan.rootfs)
+        .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
     for m in &plan.mounts {
         mounts::apply(&root, m, &plan.cgroup_mount)?;
     }
@@ -125,7 +138,15 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     let exe = find_exe(p)?;
     unsafe { libc::umask(p.umask as libc::mode_t) };
     // Every fd we might have inherited (≥3) closes at exec: nothing of the runtime leaks.
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32 /* CLOSE_RANGE_CLOEXEC */) } != 0 {
+    if unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            4u32, /* CLOSE_RANGE_CLOEXEC */
+        )
+    } != 0
+    {
         mark_cloexec_fallback();
     }
     Ok(exe)
@@ -133,7 +154,9 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
 
 fn mark_cloexec_fallback() {
     if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<i32> = rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        let fds: Vec<i32> = rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
         for fd in fds.into_iter().filter(|fd| *fd > 2) {
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
@@ -143,36 +166,62 @@ fn mark_cloexec_fallback() {
 fn set_cwd(p: &ProcessPlan) -> Result<()> {
     let c = CString::new(p.cwd.as_os_str().as_bytes())?;
     if unsafe { libc::chdir(c.as_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("process.cwd {}", p.cwd.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("process.cwd {}", p.cwd.display()));
     }
     // A cwd reached through a leaked host fd reads back as "(unreachable)/..." (CVE-2024-21626).
     let mut buf = [0u8; 4096];
     let r = unsafe { libc::getcwd(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
     if r.is_null() || buf[0] != b'/' {
-        bail!("process.cwd {}: lies outside the container", p.cwd.display());
+        bail!(
+            "process.cwd {}: lies outside the container",
+            p.cwd.display()
+        );
     }
     Ok(())
 }
 
 fn identity(p: &ProcessPlan) -> Result<()> {
     for (res, soft, hard, name) in &p.rlimits {
-        let lim = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
+        let lim = libc::rlimit {
+            rlim_cur: *soft,
+            rlim_max: *hard,
+        };
         if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("process.rlimits: {name} soft={soft} hard={hard}"));
         }
     }
-    capabilities::drop_bounding(p.caps.bounding, p.last_cap).context("drop bounding capabilities")?;
-    os(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) }, "keep capabilities")?;
-    os(unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) }, "process.user.additionalGids: setgroups")?;
-    os(unsafe { libc::setresgid(p.gid, p.gid, p.gid) }, &format!("process.user.gid {}", p.gid))?;
-    os(unsafe { libc::setresuid(p.uid, p.uid, p.uid) }, &format!("process.user.uid {}", p.uid))?;
-    os(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }, "clear keep capabilities")?;
+    capabilities::drop_bounding(p.caps.bounding, p.last_cap)
+        .context("drop bounding capabilities")?;
+    os(
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) },
+        "keep capabilities",
+    )?;
+    os(
+        unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) },
+        "process.user.additionalGids: setgroups",
+    )?;
+    os(
+        unsafe { libc::setresgid(p.gid, p.gid, p.gid) },
+        &format!("process.user.gid {}", p.gid),
+    )?;
+    os(
+        unsafe { libc::setresuid(p.uid, p.uid, p.uid) },
+        &format!("process.user.uid {}", p.uid),
+    )?;
+    os(
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) },
+        "clear keep capabilities",
+    )?;
     if !capabilities::apply(&p.caps).context("set capabilities")? {
         tracing::warn!("could not raise every ambient capability (they must also be permitted and inheritable)");
     }
     if p.no_new_privs {
-        os(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }, "set no_new_privs")?;
+        os(
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+            "set no_new_privs",
+        )?;
     }
     Ok(())
 }
@@ -198,7 +247,10 @@ fn find_exe(p: &ProcessPlan) -> Result<CString> {
         return Ok(cand.clone());
     }
     if arg0.contains('/') {
-        bail!("process.args[0] {arg0:?}: {}", last_err.map(|e| e.to_string()).unwrap_or_default());
+        bail!(
+            "process.args[0] {arg0:?}: {}",
+            last_err.map(|e| e.to_string()).unwrap_or_default()
+        );
     }
     bail!("process.args[0] {arg0:?}: executable file not found in $PATH");
 }

@@ -77,7 +77,11 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
 }
 
 fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
-    v.iter().map(|s| CString::new(s.as_bytes()).with_context(|| format!("{what}: {s:?} contains a NUL byte"))).collect()
+    v.iter()
+        .map(|s| {
+            CString::new(s.as_bytes()).with_context(|| format!("{what}: {s:?} contains a NUL byte"))
+        })
+        .collect()
 }
 
 impl ProcessPlan {
@@ -102,9 +106,19 @@ impl ProcessPlan {
         let mut rlimits = Vec::new();
         for r in p.rlimits().iter().flatten() {
             if r.soft() > r.hard() {
-                bail!("config.json: process.rlimits: {}: soft limit {} is above hard limit {}", r.typ(), r.soft(), r.hard());
+                bail!(
+                    "config.json: process.rlimits: {}: soft limit {} is above hard limit {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                );
             }
-            rlimits.push((rlimit_resource(r.typ()), r.soft(), r.hard(), r.typ().to_string()));
+            rlimits.push((
+                rlimit_resource(r.typ()),
+                r.soft(),
+                r.hard(),
+                r.typ().to_string(),
+            ));
         }
         let user = p.user();
         Ok(ProcessPlan {
@@ -116,7 +130,8 @@ impl ProcessPlan {
             gid: user.gid(),
             groups: user.additional_gids().clone().unwrap_or_default(),
             umask: user.umask().unwrap_or(0o022),
-            caps: CapSets::from_spec(p.capabilities().as_ref()).context("config.json: process.capabilities")?,
+            caps: CapSets::from_spec(p.capabilities().as_ref())
+                .context("config.json: process.capabilities")?,
             last_cap: crate::capabilities::last_cap(),
             rlimits,
             no_new_privs: p.no_new_privileges().unwrap_or(false),
@@ -127,7 +142,14 @@ impl ProcessPlan {
 
 impl InitPlan {
     /// Parse and check everything in the parent, so the child only acts.
-    pub fn build(spec: &Spec, bundle: &Path, rootfs: PathBuf, no_pivot: bool, ns: NsPlan, cgroup_mount: CgroupMount) -> Result<InitPlan> {
+    pub fn build(
+        spec: &Spec,
+        bundle: &Path,
+        rootfs: PathBuf,
+        no_pivot: bool,
+        ns: NsPlan,
+        cgroup_mount: CgroupMount,
+    ) -> Result<InitPlan> {
         let linux = spec.linux().clone().unwrap_or_default();
         let process = ProcessPlan::from_spec(spec.process().as_ref().context("process missing")?)?;
         let mounts = crate::mounts::plan(spec.mounts().as_deref().unwrap_or(&[]), bundle)?;
@@ -135,10 +157,9 @@ impl InitPlan {
         let devices = crate::devices::plan(linux.devices().as_deref().unwrap_or(&[]))?;
         let propagation = match linux.rootfs_propagation().as_deref() {
             None | Some("") => None,
-            Some(p) => Some(
-                crate::mounts::options::propagation_of(p)
-                    .with_context(|| format!("config.json: linux.rootfsPropagation: unknown value {p:?}"))?,
-            ),
+            Some(p) => Some(crate::mounts::options::propagation_of(p).with_context(|| {
+                format!("config.json: linux.rootfsPropagation: unknown value {p:?}")
+            })?),
         };
         let sysctl = linux.sysctl().clone().unwrap_or_default();
         crate::rootfs::validate_sysctls(&sysctl, ns.new_ipc, ns.new_net, ns.new_uts)?;
@@ -149,7 +170,11 @@ impl InitPlan {
         }
         Ok(InitPlan {
             rootfs,
-            readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            readonly: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
             no_pivot,
             propagation,
             mounts,
