@@ -65,9 +65,6 @@ fn opts(g: &Global, a: &CreateArgs) -> Result<CreateOpts> {
     if a.console_socket.is_some() {
         bail!("--console-socket: terminals are not supported yet (set process.terminal to false and drop the flag)");
     }
-    if a.preserve_fds > 0 {
-        bail!("--preserve-fds: not supported yet");
-    }
     Ok(CreateOpts {
         root: g.root.clone(),
         id: a.id.clone(),
@@ -75,6 +72,8 @@ fn opts(g: &Global, a: &CreateArgs) -> Result<CreateOpts> {
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
         systemd_cgroup: g.systemd_cgroup,
+        preserve_fds: a.preserve_fds,
+        no_new_keyring: a.no_new_keyring,
     })
 }
 

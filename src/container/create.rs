@@ -22,6 +22,10 @@ pub struct CreateOpts {
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub systemd_cgroup: bool,
+    /// Extra fds (3..3+N) handed to the container.
+    pub preserve_fds: u32,
+    /// Keep the caller's session keyring instead of joining a new one.
+    pub no_new_keyring: bool,
 }
 
 /// A container in state `created`, with the parent's ends of its pipes (used by `run`).
@@ -110,7 +114,11 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     )?;
     undo.cgroups = placement.created.clone();
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
-    let plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
+    let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
+    plan.process.preserve_fds = o.preserve_fds;
+    plan.new_keyring = (!o.no_new_keyring)
+        .then(|| CString::new(format!("_ses.{}", o.id)))
+        .transpose()?;
 
     let fifo = mkfifo(&sd.fifo_path())?;
     let (chan_r, chan_w) = channel::pipe()?;

@@ -95,6 +95,19 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     for (fd, t, name) in &plan.ns.join {
         namespaces::join(fd, *t, name)?;
     }
+    if let Some(name) = &plan.new_keyring {
+        // A private session keyring, so the container cannot read the caller's keys.
+        // Kernels without keyrings (ENOSYS) simply have nothing to leak.
+        const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+        if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) }
+            < 0
+        {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(e).context("join a new session keyring");
+            }
+        }
+    }
     if plan.ns.new_cgroup {
         os(
             unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
@@ -137,27 +150,27 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     identity(p)?;
     let exe = find_exe(p)?;
     unsafe { libc::umask(p.umask as libc::mode_t) };
-    // Every fd we might have inherited (≥3) closes at exec: nothing of the runtime leaks.
-    if unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            4u32, /* CLOSE_RANGE_CLOEXEC */
-        )
-    } != 0
-    {
-        mark_cloexec_fallback();
+    // Every fd above the preserved ones closes at exec: nothing of the runtime leaks.
+    let first = 3 + p.preserve_fds;
+    const CLOSE_RANGE_CLOEXEC: u32 = 4;
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0 {
+        mark_cloexec_fallback(first as i32);
+    }
+    for fd in 3..first as i32 {
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("--preserve-fds: fd {fd} is not open"));
+        }
     }
     Ok(exe)
 }
 
-fn mark_cloexec_fallback() {
+fn mark_cloexec_fallback(first: i32) {
     if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
         let fds: Vec<i32> = rd
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
-        for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        for fd in fds.into_iter().filter(|fd| *fd >= first) {
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }

@@ -33,6 +33,8 @@ pub struct ProcessPlan {
     pub rlimits: Vec<(libc::c_int, u64, u64, String)>,
     pub no_new_privs: bool,
     pub oom_score_adj: Option<i32>,
+    /// fds 3..3+N stay open across exec (`--preserve-fds`).
+    pub preserve_fds: u32,
 }
 
 /// Everything the init does, in the order it does it.
@@ -52,6 +54,8 @@ pub struct InitPlan {
     pub ns: NsPlan,
     pub cgroup_mount: CgroupMount,
     pub process: ProcessPlan,
+    /// Name of the new session keyring to join (None with `--no-new-keyring`).
+    pub new_keyring: Option<CString>,
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
@@ -136,6 +140,7 @@ impl ProcessPlan {
             rlimits,
             no_new_privs: p.no_new_privileges().unwrap_or(false),
             oom_score_adj: p.oom_score_adj(),
+            preserve_fds: 0,
         })
     }
 }
@@ -188,6 +193,7 @@ impl InitPlan {
             ns,
             cgroup_mount,
             process,
+            new_keyring: None,
         })
     }
 }
