@@ -7,9 +7,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 command -v cargo >/dev/null || { echo "demo: cargo (Rust) is required" >&2; exit 1; }
-echo "== building strata"
-cargo build --release --quiet
-strata="$repo/target/release/strata"
+echo "== building strata (static, as README's Install says)"
+host=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target "$host"
+strata="$repo/target/$host/release/strata"
 bundle="$repo/bundles/busybox"
 [ -x "$bundle/rootfs/bin/busybox" ] || bash "$bundle/make-rootfs.sh"
 

@@ -46,13 +46,17 @@ pub fn is_sealed() -> bool {
 
 /// Re-exec ourselves from a sealed binary unless we already run from one.
 pub fn ensure_sealed() -> Result<()> {
-    if std::env::var_os(GUARD).is_some() {
-        // We re-exec'd once already; never loop, whatever the check says.
-        std::env::remove_var(GUARD);
-        return Ok(());
-    }
+    // The guard (our pid, which execveat keeps) only stops a re-exec loop; it never stands
+    // in for the check itself, so setting it in the environment cannot switch it off.
+    let reexeced = std::env::var(GUARD).ok() == Some(std::process::id().to_string());
+    std::env::remove_var(GUARD);
     if is_sealed() {
         return Ok(());
+    }
+    if reexeced {
+        anyhow::bail!(
+            "running from a sealed copy of strata failed: /proc/self/exe is still writable"
+        );
     }
     let fd = overlay_exe().or_else(|e| {
         tracing::debug!("exe seal: overlay unavailable ({e:#}), copying to a sealed memfd");
@@ -64,7 +68,8 @@ pub fn ensure_sealed() -> Result<()> {
     let mut env: Vec<CString> = std::env::vars_os()
         .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).unwrap_or_default())
         .collect();
-    env.push(CString::new(format!("{GUARD}=1"))?);
+    env.retain(|e| !e.as_bytes().starts_with(GUARD.as_bytes()));
+    env.push(CString::new(format!("{GUARD}={}", std::process::id()))?);
     let argv: Vec<*const libc::c_char> = args
         .iter()
         .map(|a| a.as_ptr())

@@ -194,6 +194,11 @@ impl Root {
     pub fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<OwnedFd> {
         let rel = relative(path);
         let dflags = libc::O_PATH | libc::O_DIRECTORY;
+        // Most mount points already exist: one lookup instead of one per component.
+        match self.open_in(&rel, dflags, false) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            other => return other,
+        }
         let mut have = PathBuf::new();
         let mut parent = self.open_in(Path::new("."), dflags, false)?;
         for c in rel.components() {

@@ -8,6 +8,12 @@ use super::status::{alive, status, Status};
 use crate::state::{ContainerState, StateDir};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    crate::state::validate_id(id)?;
+    // runc: `delete --force` of a container that is already gone succeeds, which keeps
+    // callers such as containerd's shim idempotent.
+    if force && !root.join(id).exists() {
+        return Ok(());
+    }
     let sd = StateDir::open(root, id)?;
     let st = sd.load()?;
     match status(&st, &sd) {

@@ -56,8 +56,10 @@ pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
     unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = std::io::Error::last_os_error();
     let msg = format!("exec {:?}: {e}", exe);
-    send_error(&fds.chan, &msg);
+    // stderr first: after `create` returned nobody reads the channel, and writing to it
+    // then raises SIGPIPE.
     eprintln!("strata: {msg}");
+    send_error(&fds.chan, &msg);
     unsafe { libc::_exit(127) }
 }
 
