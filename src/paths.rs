@@ -192,36 +192,47 @@ impl Root {
 
     /// mkdir -p inside the root; returns an O_PATH fd of the final directory.
     pub fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<OwnedFd> {
-        let rel = relative(path);
         let dflags = libc::O_PATH | libc::O_DIRECTORY;
-        // Most mount points already exist: one lookup instead of one per component.
-        match self.open_in(&rel, dflags, false) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            other => return other,
-        }
-        let mut have = PathBuf::new();
-        let mut parent = self.open_in(Path::new("."), dflags, false)?;
-        for c in rel.components() {
-            let Component::Normal(name) = c else { continue };
-            have.push(name);
-            match self.open_in(&have, dflags, false) {
-                Ok(fd) => parent = fd,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let n = CString::new(name.as_bytes())
-                        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-                    // mkdirat on the safely resolved parent fd: a swapped symlink cannot redirect it.
-                    if unsafe { libc::mkdirat(parent.as_raw_fd(), n.as_ptr(), mode) } != 0 {
-                        let e = io::Error::last_os_error();
-                        if e.raw_os_error() != Some(libc::EEXIST) {
-                            return Err(e);
-                        }
-                    }
-                    parent = self.open_in(&have, dflags, false)?;
-                }
+        let rel = relative(path);
+        let comps: Vec<&OsStr> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let prefix = |n: usize| -> PathBuf { comps[..n].iter().collect() };
+        // The deepest ancestor that exists, resolved safely (usually the path itself).
+        let mut have = comps.len();
+        let mut fd = loop {
+            let p = if have == 0 {
+                PathBuf::from(".")
+            } else {
+                prefix(have)
+            };
+            match self.open_in(&p, dflags, false) {
+                Ok(fd) => break fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && have > 0 => have -= 1,
                 Err(e) => return Err(e),
             }
+        };
+        // Below it, create one level at a time relative to the fd just made: mkdirat on a
+        // trusted dirfd, then O_NOFOLLOW, so a swapped-in symlink fails instead of leading out.
+        for n in have..comps.len() {
+            let name = CString::new(comps[n].as_bytes())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            if unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), mode) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(e);
+                }
+                // It appeared meanwhile, or is a dangling symlink: resolve it inside the root.
+                fd = self.open_in(&prefix(n + 1), dflags, false)?;
+                continue;
+            }
+            fd = openat(fd.as_raw_fd(), &name, dflags | libc::O_NOFOLLOW, 0)?;
         }
-        Ok(parent)
+        Ok(fd)
     }
 
     /// Make sure a regular file exists at `path` (for file bind mounts); O_PATH fd to it.
