@@ -16,9 +16,12 @@ pub struct NsPlan {
     /// Unshared by the init after the parent has put it in its cgroup, so that the
     /// container's cgroup becomes the namespace root.
     pub new_cgroup: bool,
-    pub new_uts: bool,
-    pub new_net: bool,
-    pub new_ipc: bool,
+    /// The container has its own uts/net/ipc namespace (new, or joined by path), so
+    /// hostname and namespaced sysctls are its own to set.
+    pub uts: bool,
+    pub net: bool,
+    pub ipc: bool,
+    /// A new pid namespace: every process dies with the init.
     pub new_pid: bool,
 }
 
@@ -45,6 +48,9 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
             bail!("config.json: linux.namespaces: {name} is listed twice");
         }
         seen |= f;
+        p.uts |= f == libc::CLONE_NEWUTS;
+        p.net |= f == libc::CLONE_NEWNET;
+        p.ipc |= f == libc::CLONE_NEWIPC;
         if f == libc::CLONE_NEWUSER || f == libc::CLONE_NEWTIME {
             bail!("config.json: linux.namespaces: {name} namespaces are not supported yet");
         }
@@ -79,9 +85,6 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
                     libc::CLONE_NEWCGROUP => p.new_cgroup = true,
                     _ => p.clone_flags |= f,
                 }
-                p.new_uts |= f == libc::CLONE_NEWUTS;
-                p.new_net |= f == libc::CLONE_NEWNET;
-                p.new_ipc |= f == libc::CLONE_NEWIPC;
                 p.new_pid |= f == libc::CLONE_NEWPID;
             }
         }

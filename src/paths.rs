@@ -191,7 +191,15 @@ impl Root {
     }
 
     /// mkdir -p inside the root; returns an O_PATH fd of the final directory.
+    /// A dangling symlink on the way has its target created inside the root, as runc does.
     pub fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<OwnedFd> {
+        self.mkdir_all_depth(path, mode, 0)
+    }
+
+    fn mkdir_all_depth(&self, path: &Path, mode: u32, depth: usize) -> io::Result<OwnedFd> {
+        if depth > MAX_SYMLINKS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
         let dflags = libc::O_PATH | libc::O_DIRECTORY;
         let rel = relative(path);
         let comps: Vec<&OsStr> = rel
@@ -227,8 +235,23 @@ impl Root {
                     return Err(e);
                 }
                 // It appeared meanwhile, or is a dangling symlink: resolve it inside the root.
-                fd = self.open_in(&prefix(n + 1), dflags, false)?;
-                continue;
+                match self.open_in(&prefix(n + 1), dflags, false) {
+                    Ok(f) => {
+                        fd = f;
+                        continue;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        let target = readlink_at(fd.as_raw_fd(), &name)?;
+                        let mut next = if target.is_absolute() {
+                            target
+                        } else {
+                            prefix(n).join(target)
+                        };
+                        next.extend(&comps[n + 1..]);
+                        return self.mkdir_all_depth(&next, mode, depth + 1);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             fd = openat(fd.as_raw_fd(), &name, dflags | libc::O_NOFOLLOW, 0)?;
         }
@@ -261,6 +284,23 @@ impl Root {
         }
         self.open_in(path, libc::O_PATH, false)
     }
+}
+
+fn readlink_at(dirfd: RawFd, name: &CStr) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    let n = unsafe {
+        libc::readlinkat(
+            dirfd,
+            name.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return last_err();
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(OsStr::from_bytes(&buf)))
 }
 
 /// `path` as a relative path with no leading `/`.

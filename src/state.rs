@@ -14,7 +14,8 @@ pub const DEFAULT_ROOT: &str = "/run/strata";
 /// Name of the fifo `start` writes to release the waiting init (runc uses the same name).
 pub const EXEC_FIFO: &str = "exec.fifo";
 const STATE_FILE: &str = "state.json";
-const MAX_ID_LEN: usize = 1024;
+// The state dir is named after the ID: a file name is at most 255 bytes.
+const MAX_ID_LEN: usize = 255;
 
 /// Refuse IDs that are empty, too long, path-like or odd (`../x`, `a/b`, `/`).
 pub fn validate_id(id: &str) -> Result<()> {
@@ -158,7 +159,14 @@ impl StateDir {
 
     pub fn load(&self) -> Result<ContainerState> {
         let p = self.dir.join(STATE_FILE);
-        let data = fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+        let data = match fs::read(&p) {
+            Ok(d) => d,
+            // Deleted between open and load (readers do not lock).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("container {:?} does not exist", self.id)
+            }
+            Err(e) => return Err(e).with_context(|| format!("read {}", p.display())),
+        };
         serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))
     }
 
@@ -184,6 +192,11 @@ impl StateDir {
             })
             .with_context(|| format!("remove state dir {}", self.dir.display()))
     }
+}
+
+/// Does a container with this ID exist (its state file is there)?
+pub fn exists(root: &Path, id: &str) -> bool {
+    root.join(id).join(STATE_FILE).exists()
 }
 
 /// IDs of every container under `root`, sorted.
@@ -213,6 +226,7 @@ mod tests {
         for bad in ["", "..", ".", "../x", "a/b", "/", "a b", "é"] {
             assert!(validate_id(bad).is_err(), "{bad}");
         }
-        assert!(validate_id(&"x".repeat(1025)).is_err());
+        assert!(validate_id(&"x".repeat(256)).is_err());
+        assert!(validate_id(&"x".repeat(255)).is_ok());
     }
 }

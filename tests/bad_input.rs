@@ -351,7 +351,6 @@ fn host_wide_settings_without_their_namespace_are_refused() {
 /// A program that passes every check but whose execve fails (its interpreter is
 /// missing) is reported once, and the container is gone.
 #[test]
-#[ignore = "bug: an execve failure is printed twice on stderr by `run` (by the init and by run)"]
 fn exec_failure_is_reported_once() {
     let Some(t) = Test::new("exec_fail") else {
         return;
@@ -375,7 +374,6 @@ fn exec_failure_is_reported_once() {
 /// runc refuses to mount over anything inside /proc but a few harmless files
 /// (CVE-2019-16884: a bind over /proc/self/attr/* disables the LSM profile).
 #[test]
-#[ignore = "bug (hardening): bind mounts over /proc/self/attr/current and /proc/sys/* are accepted; runc refuses them"]
 fn mounts_inside_proc_are_refused() {
     let Some(t) = Test::new("proc_mount") else {
         return;

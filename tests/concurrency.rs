@@ -88,7 +88,6 @@ fn parallel_state_and_delete_have_one_winner() {
 /// runc: `delete --force` of a container that is gone succeeds quietly, also when it
 /// was deleted by a concurrent command while this one waited for the lock.
 #[test]
-#[ignore = "bug: delete --force racing another delete fails with 'does not exist' (the existence check comes before the lock)"]
 fn parallel_delete_force_is_idempotent() {
     let Some(t) = Test::new("parallel_force") else {
         return;
@@ -121,7 +120,6 @@ fn parallel_delete_force_is_idempotent() {
 /// `state` (which takes no lock) racing a `delete` reports "does not exist", not a
 /// half-vanished state dir.
 #[test]
-#[ignore = "bug: state racing delete can fail with 'read <root>/<id>/state.json: No such file or directory'"]
 fn state_racing_delete_says_does_not_exist() {
     let Some(t) = Test::new("state_race") else {
         return;

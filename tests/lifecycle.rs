@@ -418,7 +418,6 @@ fn foreground_run_passes_stdin() {
 /// runc's behaviour: a foreground `run` whose container is force-deleted by another
 /// command reports the kill (137) and says nothing.
 #[test]
-#[ignore = "bug: foreground run exits 1 with 'container does not exist' when its container is deleted --force"]
 fn foreground_run_survives_delete_force() {
     let Some(t) = Test::new("run_deleted") else {
         return;

@@ -228,7 +228,6 @@ fn both_resolvers(name: &str) -> Vec<Test> {
 /// only on the host) gets the target created inside the rootfs and mounted there, as runc
 /// does (securejoin's MkdirAllInRoot).
 #[test]
-#[ignore = "bug: a mount destination symlink dangling inside the rootfs fails with ENOENT instead of being created inside it"]
 fn dangling_mount_destination_symlink_is_created_inside() {
     for t in both_resolvers("dangling_mnt") {
         let host = host_dir(&t, "hostdir");
@@ -256,7 +255,6 @@ fn dangling_mount_destination_symlink_is_created_inside() {
 
 /// A /dev symlink dangling inside the rootfs is refused with a message about the symlink.
 #[test]
-#[ignore = "bug: a /dev symlink dangling inside the rootfs is reported as 'create mount point /dev: No such file or directory', not as a symlink"]
 fn dangling_dev_symlink_is_refused_as_a_symlink() {
     for t in both_resolvers("dangling_dev") {
         let host = host_dir(&t, "hostdir");

@@ -8,13 +8,20 @@ use super::status::{alive, status, Status};
 use crate::state::{ContainerState, StateDir};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    crate::state::validate_id(id)?;
     // runc: `delete --force` of a container that is already gone succeeds, which keeps
-    // callers such as containerd's shim idempotent.
-    if force && !root.join(id).exists() {
-        return Ok(());
-    }
-    let sd = StateDir::open(root, id)?;
+    // callers such as containerd's shim idempotent. Decided after taking the lock, so
+    // a racing delete that wins makes the others succeed too.
+    let sd = match StateDir::open(root, id) {
+        Ok(sd) => sd,
+        Err(_)
+            if force
+                && crate::state::validate_id(id).is_ok()
+                && !crate::state::exists(root, id) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
     let st = sd.load()?;
     match status(&st, &sd) {
         Status::Stopped => {}

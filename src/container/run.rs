@@ -27,8 +27,10 @@ pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     }
     let code = wait_forwarding(pid, &c.orig_mask);
     if !keep {
-        let sd = StateDir::open(&o.root, &o.id)?;
-        destroy(sd, &c.state)?;
+        // Someone may have run `delete --force` meanwhile; then there is nothing left to do.
+        if let Ok(sd) = StateDir::open(&o.root, &o.id) {
+            destroy(sd, &c.state)?;
+        }
     }
     Ok(code)
 }

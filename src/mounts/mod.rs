@@ -113,6 +113,59 @@ fn dir_target(root: &Root, dest: &Path, strict: bool) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// /proc, /sys and /dev: never reached through a symlink (CVE-2019-19921, CVE-2026-41579).
+fn is_special_dir(dest: &Path) -> bool {
+    let d = crate::paths::relative(dest);
+    d == Path::new("proc") || d == Path::new("sys") || d == Path::new("dev")
+}
+
+fn statfs_type(p: &Path) -> Option<i64> {
+    let c = CString::new(p.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &mut s) } == 0).then_some(s.f_type as i64)
+}
+
+/// runc's rule against CVE-2019-16884: nothing may be mounted over procfs files (a fake
+/// /proc/self/attr/* would silently disable the LSM), except the few that lxcfs emulates;
+/// and /proc itself only gets a procfs. Checked on the *resolved* target, so a symlink
+/// pointing into /proc is caught too.
+fn check_proc_target(dest: &Path, target: &OwnedFd, is_proc: bool) -> Result<()> {
+    const ALLOWED: &[&str] = &[
+        "proc/cpuinfo",
+        "proc/diskstats",
+        "proc/meminfo",
+        "proc/stat",
+        "proc/swaps",
+        "proc/uptime",
+        "proc/loadavg",
+        "proc/slabinfo",
+        "proc/sys/kernel/ns_last_pid",
+        "proc/sys/crypto/fips_enabled",
+    ];
+    let rel = crate::paths::relative(dest);
+    if rel == Path::new("proc") {
+        if !is_proc {
+            bail!(
+                "{} cannot be mounted because it is not of type proc",
+                dest.display()
+            );
+        }
+        return Ok(());
+    }
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    let in_proc = unsafe { libc::fstatfs(target.as_raw_fd(), &mut s) } == 0
+        && s.f_type as i64 == PROC_SUPER_MAGIC;
+    if in_proc && !ALLOWED.iter().any(|a| rel == Path::new(a)) {
+        bail!(
+            "{} cannot be mounted because it is inside /proc",
+            dest.display()
+        );
+    }
+    Ok(())
+}
+
 /// Re-open `dest` after mounting, so propagation/attrs hit the new mount, not the one below.
 fn reopen(root: &Root, dest: &Path) -> Result<OwnedFd> {
     root.open_in(dest, libc::O_PATH, false)
@@ -150,6 +203,11 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
                 root.ensure_file(&m.dest)
             }
             .with_context(|| format!("create bind mount point {}", m.dest.display()))?;
+            check_proc_target(
+                &m.dest,
+                &target,
+                statfs_type(source) == Some(PROC_SUPER_MAGIC),
+            )?;
             let src = crate::paths::openat(
                 libc::AT_FDCWD,
                 &CString::new(source.as_os_str().as_bytes())?,
@@ -168,8 +226,9 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
             })?;
         }
         Kind::Fs { fstype, source } => {
-            let strict = matches!(fstype.to_bytes(), b"proc" | b"sysfs");
+            let strict = matches!(fstype.to_bytes(), b"proc" | b"sysfs") || is_special_dir(&m.dest);
             let target = dir_target(root, &m.dest, strict)?;
+            check_proc_target(&m.dest, &target, fstype.to_bytes() == b"proc")?;
             mount_at(
                 Some(source),
                 target.as_raw_fd(),

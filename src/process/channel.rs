@@ -27,9 +27,9 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn write_all(fd: &OwnedFd, buf: &[u8]) {
+fn write_all(fd: &OwnedFd, buf: &[u8]) -> bool {
     let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
-    let _ = f.write_all(buf);
+    f.write_all(buf).is_ok()
 }
 
 /// Child side.
@@ -38,12 +38,13 @@ pub fn send_ready(fd: &OwnedFd) {
 }
 
 /// Child side: one error, length-prefixed so it cannot be confused with a later message.
-pub fn send_error(fd: &OwnedFd, msg: &str) {
+/// False if nobody is listening any more.
+pub fn send_error(fd: &OwnedFd, msg: &str) -> bool {
     let mut buf = Vec::with_capacity(msg.len() + 5);
     buf.push(ERROR);
     buf.extend_from_slice(&(msg.len() as u32).to_le_bytes());
     buf.extend_from_slice(msg.as_bytes());
-    write_all(fd, &buf);
+    write_all(fd, &buf)
 }
 
 /// Parent side: the next message.

@@ -56,10 +56,12 @@ pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
     unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = std::io::Error::last_os_error();
     let msg = format!("exec {:?}: {e}", exe);
-    // stderr first: after `create` returned nobody reads the channel, and writing to it
-    // then raises SIGPIPE.
-    eprintln!("strata: {msg}");
-    send_error(&fds.chan, &msg);
+    // `run` reads the channel and reports the error; after a plain `create` nobody does,
+    // so then (EPIPE, with SIGPIPE ignored now) it goes to the container's stderr.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    if !send_error(&fds.chan, &msg) {
+        eprintln!("strata: {msg}");
+    }
     unsafe { libc::_exit(127) }
 }
 

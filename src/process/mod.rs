@@ -167,11 +167,11 @@ impl InitPlan {
             })?),
         };
         let sysctl = linux.sysctl().clone().unwrap_or_default();
-        crate::rootfs::validate_sysctls(&sysctl, ns.new_ipc, ns.new_net, ns.new_uts)?;
+        crate::rootfs::validate_sysctls(&sysctl, ns.ipc, ns.net, ns.uts)?;
         let hostname = spec.hostname().as_deref().filter(|h| !h.is_empty());
         let domainname = spec.domainname().as_deref().filter(|h| !h.is_empty());
-        if (hostname.is_some() || domainname.is_some()) && !ns.new_uts {
-            bail!("config.json: hostname/domainname need a new uts namespace (add {{\"type\": \"uts\"}} to linux.namespaces)");
+        if (hostname.is_some() || domainname.is_some()) && !ns.uts {
+            bail!("config.json: hostname/domainname need the container's own uts namespace (add {{\"type\": \"uts\"}} to linux.namespaces)");
         }
         Ok(InitPlan {
             rootfs,
