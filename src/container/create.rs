@@ -151,10 +151,16 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     undo.pid = pid;
     drop(chan_w);
     drop(go_r);
-    cgroups::add_pid(&placement.paths, pid)?;
-    if unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) } != 1 {
-        bail!("container init exited before setup");
+    // The init is already building the rootfs; it waits for "go" only before it needs
+    // to be in its cgroups. If it failed meanwhile, its own message explains more.
+    if let Err(e) = cgroups::add_pid(&placement.paths, pid) {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        if let Msg::Error(m) = channel::recv(&chan_r) {
+            bail!("container init: {m}");
+        }
+        return Err(e);
     }
+    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
     drop(go_w);
     match channel::recv(&chan_r) {
         Msg::Ready => {}

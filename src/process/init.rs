@@ -91,11 +91,11 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         libc::umask(0);
     }
-    // The parent puts us in our cgroups first, so a new cgroup namespace is rooted there.
-    let mut b = [0u8; 1];
-    if unsafe { libc::read(fds.go.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
-        unsafe { libc::_exit(1) };
-    }
+    let gate = CgroupGate {
+        go: fds.go.as_raw_fd(),
+        unshare: plan.ns.new_cgroup,
+        passed: std::cell::Cell::new(false),
+    };
     for (fd, t, name) in &plan.ns.join {
         namespaces::join(fd, *t, name)?;
     }
@@ -111,12 +111,6 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
                 return Err(e).context("join a new session keyring");
             }
         }
-    }
-    if plan.ns.new_cgroup {
-        os(
-            unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
-            "unshare cgroup namespace",
-        )?;
     }
     if let Some(h) = &plan.hostname {
         os(
@@ -139,8 +133,12 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     let root = Root::open(&plan.rootfs)
         .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
     for m in &plan.mounts {
+        if matches!(m.kind, mounts::Kind::Cgroup) {
+            gate.pass()?;
+        }
         mounts::apply(&root, m, &plan.cgroup_mount)?;
     }
+    gate.pass()?;
     devices::create(&root, &plan.devices, plan.ptmx)?;
     rootfs::write_sysctls(&root, &plan.sysctl)?;
     rootfs::mask_paths(&root, &plan.masked)?;
@@ -167,6 +165,34 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
         }
     }
     Ok(exe)
+}
+
+/// The parent places the init in its cgroups while the init builds the rootfs; only the
+/// cgroup namespace (rooted at the container's cgroup) and the cgroup mount need to wait.
+struct CgroupGate {
+    go: std::os::fd::RawFd,
+    unshare: bool,
+    passed: std::cell::Cell<bool>,
+}
+
+impl CgroupGate {
+    fn pass(&self) -> Result<()> {
+        if self.passed.replace(true) {
+            return Ok(());
+        }
+        let mut b = [0u8; 1];
+        if unsafe { libc::read(self.go, b.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
+            // The parent gave up (and reports why); nothing more to say.
+            unsafe { libc::_exit(1) };
+        }
+        if self.unshare {
+            os(
+                unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
+                "unshare cgroup namespace",
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn mark_cloexec_fallback(first: i32) {
