@@ -156,23 +156,11 @@ impl Root {
                 if links > MAX_SYMLINKS {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
-                let mut buf = vec![0u8; libc::PATH_MAX as usize];
-                let n = unsafe {
-                    libc::readlinkat(
-                        cur,
-                        name.as_ptr(),
-                        buf.as_mut_ptr() as *mut libc::c_char,
-                        buf.len(),
-                    )
-                };
-                if n < 0 {
-                    return last_err();
-                }
-                buf.truncate(n as usize);
-                if buf.first() == Some(&b'/') {
+                let target = readlink_at(cur, &name)?;
+                if target.is_absolute() {
                     stack.clear();
                 }
-                let mut more = components(Path::new(OsStr::from_bytes(&buf)));
+                let mut more = components(&target);
                 more.reverse();
                 todo.extend(more);
                 continue;
