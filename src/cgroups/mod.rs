@@ -2,6 +2,7 @@
 //! `linux.cgroupsPath`, answer "is it frozen / which pids", remove what we created.
 //! Version-specific details live in [`v1`] and [`v2`].
 
+pub mod resources;
 pub mod v1;
 pub mod v2;
 
@@ -228,14 +229,32 @@ pub fn remove(created: &[PathBuf]) {
     }
 }
 
-/// Pids in the container's cgroup (the first hierarchy that lists them).
+/// Pids in the container's cgroup: the union over hierarchies, sorted.
 pub fn pids(paths: &[PathBuf]) -> Vec<i32> {
-    for p in paths {
-        if let Ok(s) = fs::read_to_string(p.join("cgroup.procs")) {
-            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        }
+    let mut all: Vec<i32> = paths
+        .iter()
+        .filter_map(|p| fs::read_to_string(p.join("cgroup.procs")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// Freeze (pause) or thaw (resume) the container: the v1 freezer where there is one
+/// (v1 and hybrid hosts), else cgroup.freeze on v2.
+pub fn freeze(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    if let Some(d) = paths.iter().find(|p| p.join("freezer.state").exists()) {
+        return v1::freeze(d, frozen);
     }
-    vec![]
+    if let Some(d) = paths.iter().find(|p| p.join("cgroup.freeze").exists()) {
+        return v2::freeze(d, frozen);
+    }
+    bail!("this host has no cgroup freezer (neither v1 freezer nor cgroup v2)")
 }
 
 /// Is the container frozen (v1 freezer or v2 cgroup.freeze)?

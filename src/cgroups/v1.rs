@@ -36,3 +36,23 @@ pub fn is_frozen(dir: &Path) -> bool {
         .map(|s| matches!(s.trim(), "FROZEN" | "FREEZING"))
         .unwrap_or(false)
 }
+
+/// Freeze or thaw through freezer.state, waiting until the kernel reports the new state
+/// (FREEZING can linger while tasks are in uninterruptible sleep: keep asking).
+pub fn freeze(dir: &Path, frozen: bool) -> Result<()> {
+    let (want, f) = (
+        if frozen { "FROZEN" } else { "THAWED" },
+        dir.join("freezer.state"),
+    );
+    for _ in 0..1000 {
+        fs::write(&f, want).with_context(|| format!("write {want} to {}", f.display()))?;
+        if fs::read_to_string(&f)
+            .map(|s| s.trim() == want)
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    anyhow::bail!("{} did not become {want}", f.display())
+}

@@ -1,6 +1,7 @@
 //! The `strata` command line: runc's commands and flags, parsed here and handed to the
 //! library. Nothing in this module touches the kernel.
 
+mod cgroup;
 mod info;
 mod lifecycle;
 
@@ -56,6 +57,14 @@ pub enum Cmd {
     Delete(lifecycle::DeleteArgs),
     /// Write a default config.json
     Spec(info::SpecArgs),
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// List a container's processes
+    Ps(cgroup::PsArgs),
+    /// Change a running container's resource limits
+    Update(cgroup::UpdateArgs),
 }
 
 impl Cmd {
@@ -85,6 +94,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Kill(a) => lifecycle::kill(&g, a),
         Cmd::Delete(a) => lifecycle::delete(&g, a),
         Cmd::Spec(a) => info::spec(a),
+        Cmd::Pause { id } => cgroup::run_pause(&g, &id),
+        Cmd::Resume { id } => cgroup::run_resume(&g, &id),
+        Cmd::Ps(a) => cgroup::run_ps(&g, a),
+        Cmd::Update(a) => cgroup::run_update(&g, a),
     }
 }
 

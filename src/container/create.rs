@@ -113,6 +113,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         o.systemd_cgroup,
     )?;
     undo.cgroups = placement.created.clone();
+    if let Some(r) = linux.resources() {
+        cgroups::resources::apply(&placement.paths, r)?;
+    }
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.process.preserve_fds = o.preserve_fds;

@@ -5,9 +5,12 @@ pub mod create;
 pub mod delete;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod start;
 pub mod status;
+pub mod update;
 
 pub use create::{create, CreateOpts, Created};
 pub use delete::delete;
