@@ -10,6 +10,7 @@
 # Results go to $OUT (default /tmp/strata-lifecycle-results.<timestamp>), never removed.
 #
 # Cases: (a) `R run` of /bin/true, (b) `sh -c 'R create && R start && R delete --force'`,
+# (c) `sh -c "R pause ID && R resume ID"` and (d) `R update --pids-limit 1000 ID` on a running container,
 # plus peak RSS (GNU time) of `R run`. Every runtime gets its own private --root.
 # The timed part runs inside `unshare -m` with /sys/fs/cgroup/unified unmounted on a
 # hybrid host (crun 1.8 refuses hybrid cgroups), so all three see the same cgroup setup.
@@ -43,7 +44,7 @@ cid() { echo "lcb-$BENCH_TAG-$1-$2"; }
 inner_cleanup() {
     local r
     for r in "${RUNTIMES[@]}"; do
-        for kind in run csd rss verify; do
+        for kind in run csd rss verify live; do
             $(rt_cmd "$r") delete --force "$(cid "$r" "$kind")" >/dev/null 2>&1 || true
         done
     done
@@ -110,13 +111,19 @@ inner() {
     # The report pools the timings of all rounds.
     local per_round=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
     [ "$per_round" -ge 2 ] || per_round=2
+    # Cases (c) and (d) act on one long-running container per runtime.
+    for r in "${RUNTIMES[@]}"; do
+        $(rt_cmd "$r") run -d -b "$WORK/bundle-sleep" "$(cid "$r" live)" </dev/null >/dev/null 2>"$WORK/live-$r.err" \
+            || { cat "$WORK/live-$r.err" >&2; die "$r: run -d of the sleep bundle failed"; }
+    done
     local case round k order
-    for case in run csd; do
-        if [ "$case" = run ]; then
-            log "benchmark (a): run /bin/true — $ROUNDS round(s) x $per_round runs, warmup $WARMUP"
-        else
-            log "benchmark (b): create+start+delete --force — $ROUNDS round(s) x $per_round runs, warmup $WARMUP"
-        fi
+    for case in run csd pr upd; do
+        case "$case" in
+            run) log "benchmark (a): run /bin/true — $ROUNDS round(s) x $per_round runs, warmup $WARMUP" ;;
+            csd) log "benchmark (b): create+start+delete --force — $ROUNDS round(s) x $per_round runs, warmup $WARMUP" ;;
+            pr) log "benchmark (c): pause+resume of a running container" ;;
+            upd) log "benchmark (d): update --pids-limit of a running container" ;;
+        esac
         for ((round = 1; round <= ROUNDS; round++)); do
             order=()
             for ((k = 0; k < ${#RUNTIMES[@]}; k++)); do
@@ -125,14 +132,16 @@ inner() {
             local args=()
             for r in "${order[@]}"; do
                 local R; R=$(rt_cmd "$r"); local id; id=$(cid "$r" "$case")
-                if [ "$case" = run ]; then
+                local live; live=$(cid "$r" live)
+                case "$case" in
                     # A foreground run deletes its container on exit: a fixed ID is reused.
-                    args+=(-n "$r" "$R run -b $WORK/bundle $id")
-                else
+                    run) args+=(-n "$r" "$R run -b $WORK/bundle $id") ;;
                     # Same sh -c wrapper for all three; /bin/true may or may not have exited
                     # by the delete, --force handles both.
-                    args+=(-n "$r" "sh -c '$R create -b $WORK/bundle $id && $R start $id && $R delete --force $id'")
-                fi
+                    csd) args+=(-n "$r" "sh -c '$R create -b $WORK/bundle $id && $R start $id && $R delete --force $id'") ;;
+                    pr) args+=(-n "$r" "sh -c '$R pause $live && $R resume $live'") ;;
+                    upd) args+=(-n "$r" "$R update --pids-limit 1000 $live") ;;
+                esac
             done
             if ! hyperfine -N --style basic --warmup "$WARMUP" --runs "$per_round" \
                     --export-json "$OUT/$case.round$round.json" "${args[@]}" \
@@ -142,6 +151,9 @@ inner() {
             fi
             log "  round $round/$ROUNDS (${order[*]}) done"
         done
+    done
+    for r in "${RUNTIMES[@]}"; do
+        $(rt_cmd "$r") delete --force "$(cid "$r" live)" >/dev/null 2>&1 || true
     done
 
     # --- peak RSS of `run` -------------------------------------------------------------
@@ -186,7 +198,9 @@ def verdict(ok):
     return "MET" if ok else "MISSED"
 
 cases = [("run /bin/true", load("run")),
-         ("create+start+delete", load("csd"))]
+         ("create+start+delete", load("csd")),
+         ("pause+resume", load("pr")),
+         ("update", load("upd"))]
 rss = {}
 for rt in rts:
     vals = [int(x) for x in open(os.path.join(out, f"rss-{rt}.txt")).read().split()]
@@ -298,7 +312,7 @@ outer() {
     bash "$REPO/bundles/busybox/make-rootfs.sh" "$WORK/bundle/rootfs" >&2
     # Timed bundle: the stock config with process.args = ["/bin/true"].
     # Verification bundle: same config and rootfs (absolute root.path), args ["echo", "ok"].
-    mkdir -p "$WORK/bundle-verify"
+    mkdir -p "$WORK/bundle-verify" "$WORK/bundle-sleep"
     python3 - "$REPO/bundles/busybox/config.json" "$WORK" <<'PY'
 import json, sys
 src, work = sys.argv[1], sys.argv[2]
@@ -308,6 +322,9 @@ json.dump(cfg, open(f"{work}/bundle/config.json", "w"), indent=2)
 cfg["process"]["args"] = ["echo", "ok"]
 cfg["root"]["path"] = f"{work}/bundle/rootfs"
 json.dump(cfg, open(f"{work}/bundle-verify/config.json", "w"), indent=2)
+# Long-running container for the pause+resume and update cases.
+cfg["process"]["args"] = ["sleep", "100000"]
+json.dump(cfg, open(f"{work}/bundle-sleep/config.json", "w"), indent=2)
 PY
 
     LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
