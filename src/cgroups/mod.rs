@@ -2,7 +2,9 @@
 //! `linux.cgroupsPath`, answer "is it frozen / which pids", remove what we created.
 //! Version-specific details live in [`v1`] and [`v2`].
 
+pub mod devices;
 pub mod resources;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
@@ -195,6 +197,41 @@ fn make_dirs(h: &Hierarchy, dir: &Path, created: &mut Vec<PathBuf>) -> Result<()
         if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
             v1::init_cpuset(&d)?;
         }
+    }
+    Ok(())
+}
+
+/// The device allow-list, composed as runc does: config.json's rules, then an allow for
+/// each `linux.devices` node, then the default nodes; v1 files or a v2 eBPF program.
+pub fn apply_device_rules(paths: &[PathBuf], linux: &oci_spec::runtime::Linux) -> Result<()> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+    let mut rules: Vec<oci_spec::runtime::LinuxDeviceCgroup> = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    for d in linux.devices().iter().flatten() {
+        let typ = match d.typ() {
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            LinuxDeviceType::P => continue, // fifos need no device rule
+            _ => LinuxDeviceType::C,
+        };
+        rules.push(
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(typ)
+                .major(d.major())
+                .minor(d.minor())
+                .access("rwm")
+                .build()?,
+        );
+    }
+    rules.extend(devices::default_rules());
+    if let Some(d) = paths.iter().find(|p| p.join("devices.allow").exists()) {
+        return devices::apply_v1(d, &rules);
+    }
+    if let Some(d) = paths.iter().find(|p| resources::is_v2(p)) {
+        return devices::apply_v2(d, &rules);
     }
     Ok(())
 }

@@ -116,6 +116,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     if let Some(r) = linux.resources() {
         cgroups::resources::apply(&placement.paths, r)?;
     }
+    cgroups::apply_device_rules(&placement.paths, &linux)?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.process.preserve_fds = o.preserve_fds;
