@@ -134,6 +134,33 @@ fn resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
     serde_json::from_value(Value::Object(m)).context("update: invalid resources")
 }
 
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    pub id: String,
+    /// Print one stats snapshot and exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Time between stats events when streaming
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+}
+
+pub fn run_events(g: &Global, a: EventsArgs) -> Result<i32> {
+    use crate::container::events;
+    let mut out = std::io::stdout().lock();
+    if a.stats {
+        events::stats_once(&g.root, &a.id, &mut out)?;
+    } else {
+        events::stream(
+            &g.root,
+            &a.id,
+            events::parse_duration(&a.interval)?,
+            &mut out,
+        )?;
+    }
+    Ok(0)
+}
+
 pub fn run_pause(g: &Global, id: &str) -> Result<i32> {
     pause::pause(&g.root, id).map(|_| 0)
 }

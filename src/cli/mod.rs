@@ -65,6 +65,8 @@ pub enum Cmd {
     Ps(cgroup::PsArgs),
     /// Change a running container's resource limits
     Update(cgroup::UpdateArgs),
+    /// Print resource stats (--stats) or stream stats and OOM events
+    Events(cgroup::EventsArgs),
 }
 
 impl Cmd {
@@ -98,6 +100,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Resume { id } => cgroup::run_resume(&g, &id),
         Cmd::Ps(a) => cgroup::run_ps(&g, a),
         Cmd::Update(a) => cgroup::run_update(&g, a),
+        Cmd::Events(a) => cgroup::run_events(&g, a),
     }
 }
 
