@@ -892,10 +892,11 @@ mod tests {
         assert_eq!(lines[0], "c *:* m");
         assert_eq!(lines[1], "b *:* m");
         assert!(lines.contains(&"c 136:* rwm".to_string()));
-        assert_eq!(lines.len(), 12);
+        assert_eq!(lines.len(), 11);
         assert!(p.allows(Kind::Char, 1, 3, ACC_READ | ACC_WRITE));
         assert!(p.allows(Kind::Char, 10, 237, ACC_MKNOD));
         assert!(!p.allows(Kind::Char, 10, 237, ACC_READ));
+        assert!(!p.allows(Kind::Char, 5, 1, ACC_READ), "no /dev/console by default");
         assert!(!p.allows(Kind::Block, 7, 0, ACC_READ));
         check(&default_rules());
     }
