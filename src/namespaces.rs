@@ -74,6 +74,13 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
                         path.display()
                     );
                 }
+                // "Joining" our own (the host's) namespace gives the container nothing of
+                // its own: hostname and sysctls would then change the host.
+                if is_ours(&fd, name) {
+                    p.uts &= f != libc::CLONE_NEWUTS;
+                    p.net &= f != libc::CLONE_NEWNET;
+                    p.ipc &= f != libc::CLONE_NEWIPC;
+                }
                 if f == libc::CLONE_NEWPID {
                     p.join_pid = Some(fd);
                 } else {
@@ -93,6 +100,20 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
         bail!("config.json: linux.namespaces: a mount namespace is required");
     }
     Ok(p)
+}
+
+fn is_ours(fd: &OwnedFd, name: &str) -> bool {
+    let file = match name {
+        "network" => "net",
+        "mount" => "mnt",
+        other => other,
+    };
+    let Ok(own) = std::fs::metadata(format!("/proc/self/ns/{file}")) else {
+        return false;
+    };
+    use std::os::unix::fs::MetadataExt;
+    crate::paths::fstat(fd.as_raw_fd())
+        .is_ok_and(|st| st.st_dev == own.dev() && st.st_ino == own.ino())
 }
 
 /// setns() wrapper with the namespace named in the error.

@@ -291,12 +291,19 @@ fn readlink_at(dirfd: RawFd, name: &CStr) -> io::Result<PathBuf> {
     Ok(PathBuf::from(OsStr::from_bytes(&buf)))
 }
 
-/// `path` as a relative path with no leading `/`.
+/// `path` as a relative path with no leading `/`, cleaned lexically like runc's
+/// filepath.Clean: `..` pops a component and never climbs above the root.
 pub fn relative(path: &Path) -> PathBuf {
-    let r: PathBuf = path
-        .components()
-        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
-        .collect();
+    let mut r = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => r.push(n),
+            Component::ParentDir => {
+                r.pop();
+            }
+            _ => {}
+        }
+    }
     if r.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {

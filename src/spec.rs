@@ -77,6 +77,58 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if process.terminal() == Some(true) {
         bail!("config.json: process.terminal: true needs --console-socket, which this strata does not support yet; set it to false");
     }
+    // Fail closed: a profile or hook the user asked for and we would silently skip is a
+    // security hole (docker and containerd always send a seccomp profile).
+    let mut unsupported: Vec<&str> = Vec::new();
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        unsupported.push("process.apparmorProfile");
+    }
+    if process
+        .selinux_label()
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        unsupported.push("process.selinuxLabel");
+    }
+    if process.scheduler().is_some() {
+        unsupported.push("process.scheduler");
+    }
+    if process.io_priority().is_some() {
+        unsupported.push("process.ioPriority");
+    }
+    if spec.hooks().is_some() {
+        unsupported.push("hooks");
+    }
+    if let Some(linux) = spec.linux() {
+        for (set, name) in [
+            (linux.seccomp().is_some(), "linux.seccomp"),
+            (
+                linux
+                    .mount_label()
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty()),
+                "linux.mountLabel",
+            ),
+            (linux.personality().is_some(), "linux.personality"),
+            (linux.intel_rdt().is_some(), "linux.intelRdt"),
+            (linux.time_offsets().is_some(), "linux.timeOffsets"),
+            (linux.memory_policy().is_some(), "linux.memoryPolicy"),
+        ] {
+            if set {
+                unsupported.push(name);
+            }
+        }
+    }
+    if !unsupported.is_empty() {
+        bail!(
+            "config.json: {}: not supported by this strata yet; refusing to run without it",
+            unsupported.join(", ")
+        );
+    }
     if let Some(linux) = spec.linux() {
         if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             || linux.namespaces().as_ref().is_some_and(|ns| {

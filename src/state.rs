@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Default `--root`, like runc's /run/runc.
@@ -173,7 +173,14 @@ impl StateDir {
     /// Write the state atomically (tmp + rename) so a reader never sees half a file.
     pub fn save(&self, st: &ContainerState) -> Result<()> {
         let tmp = self.dir.join(".state.json.tmp");
-        let mut f = fs::File::create(&tmp).with_context(|| format!("write {}", tmp.display()))?;
+        // 0600: annotations may carry anything the caller put there.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("write {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec(st)?)?;
         drop(f);
         fs::rename(&tmp, self.dir.join(STATE_FILE))?;

@@ -9,6 +9,15 @@ fn main() {
         println!("strata version {VERSION}");
         return;
     }
+    // Checked before we open anything: otherwise fd 3.. could be one of our own (the
+    // log file, a namespace fd) and be handed to the container.
+    let n = cli.cmd.as_ref().map_or(0, |c| c.preserve_fds());
+    for fd in 3..3 + n as i32 {
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            eprintln!("strata: --preserve-fds {n}: fd {fd} is not open in the caller");
+            std::process::exit(1);
+        }
+    }
     if std::env::var_os("STRATA_NO_OPENAT2").is_some() {
         strata::paths::disable_openat2();
     }

@@ -421,8 +421,8 @@ fn v1_cpuacct(dir: &Path, s: &mut Stats) {
     if let Some(st) = read(dir, "cpuacct.stat") {
         for (k, v) in key_values(&st) {
             match k.as_str() {
-                "user" => u.user = v * 1_000_000_000 / CLOCK_TICKS,
-                "system" => u.kernel = v * 1_000_000_000 / CLOCK_TICKS,
+                "user" => u.user = v.saturating_mul(1_000_000_000 / CLOCK_TICKS),
+                "system" => u.kernel = v.saturating_mul(1_000_000_000 / CLOCK_TICKS),
                 _ => {}
             }
         }
@@ -676,14 +676,16 @@ fn v2_memory(dir: &Path, s: &mut Stats) {
     let Some(usage) = v2_memory_entry(dir, "memory") else {
         return;
     };
-    // v1 reports memory+swap; v2's swap files count swap alone: add them up like runc.
-    if let Some(mut swap) = v2_memory_entry(dir, "memory.swap") {
-        swap.usage = swap.usage.saturating_add(usage.usage);
-        if swap.limit != u64::MAX {
-            swap.limit = swap.limit.saturating_add(usage.limit);
-        }
-        m.swap = swap;
+    // v1 reports memory+swap; v2's swap files count swap alone: add them up like runc
+    // (which does so even without swap accounting, from zero). A swap peak would not
+    // add up: no "max" for swap.
+    let mut swap = v2_memory_entry(dir, "memory.swap").unwrap_or_default();
+    swap.usage = swap.usage.saturating_add(usage.usage);
+    if swap.limit != u64::MAX {
+        swap.limit = swap.limit.saturating_add(usage.limit);
     }
+    swap.max = 0;
+    m.swap = swap;
     m.usage = usage;
 }
 
@@ -798,6 +800,79 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back, want);
+    }
+
+    /// cgroup2 files in their kernel formats (this host's cgroup2 has no memory, pids or
+    /// io controller to try them on): a plain dir with cgroup.controllers counts as v2.
+    #[test]
+    fn cgroup2_files() {
+        let dir = std::env::temp_dir().join(format!("strata-v2-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        for (f, text) in [
+            ("cgroup.controllers", "cpu io memory pids hugetlb\n"),
+            (
+                "cpu.stat",
+                "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 7\n\
+                 nr_throttled 2\nthrottled_usec 30\n",
+            ),
+            ("memory.stat", "anon 4096\nfile 8192\n"),
+            ("memory.current", "12288\n"),
+            ("memory.max", "max\n"),
+            ("memory.peak", "65536\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n"),
+            ("memory.swap.current", "100\n"),
+            ("memory.swap.max", "1000\n"),
+            ("pids.current", "4\n"),
+            ("pids.max", "max\n"),
+            (
+                "io.stat",
+                "8:0 rbytes=1024 wbytes=2048 rios=1 wios=2 dbytes=0 dios=0\n",
+            ),
+            ("hugetlb.2MB.current", "2097152\n"),
+            ("hugetlb.2MB.events", "max 3\n"),
+            ("hugetlb.2MB.rsvd.current", "0\n"),
+        ] {
+            fs::write(dir.join(f), text).unwrap();
+        }
+        let s = collect(std::slice::from_ref(&dir));
+        fs::remove_dir_all(&dir).unwrap();
+        let u = &s.cpu.usage;
+        assert_eq!((u.total, u.user, u.kernel), (1_500_000, 1_000_000, 500_000));
+        let t = &s.cpu.throttling;
+        assert_eq!(
+            (t.periods, t.throttled_periods, t.throttled_time),
+            (7, 2, 30_000)
+        );
+        let m = &s.memory;
+        assert_eq!(m.cache, 8192);
+        assert_eq!(
+            m.usage,
+            MemoryEntry {
+                limit: u64::MAX,
+                usage: 12288,
+                max: 65536,
+                failcnt: 5
+            }
+        );
+        // memory + swap, as v1 counts it; an unlimited memory.max keeps it unlimited.
+        assert_eq!((m.swap.usage, m.swap.limit), (12388, u64::MAX));
+        assert_eq!((s.pids.current, s.pids.limit), (4, 0));
+        let b = serde_json::to_value(&s.blkio).unwrap();
+        assert_eq!(
+            b,
+            serde_json::json!({
+                "ioServiceBytesRecursive": [
+                    {"major": 8, "op": "Read", "value": 1024},
+                    {"major": 8, "op": "Write", "value": 2048}],
+                "ioServicedRecursive": [
+                    {"major": 8, "op": "Read", "value": 1},
+                    {"major": 8, "op": "Write", "value": 2}]
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(&s.hugetlb).unwrap(),
+            serde_json::json!({"2MB": {"usage": 2097152, "failcnt": 3}})
+        );
     }
 
     #[test]

@@ -70,6 +70,15 @@ pub enum Cmd {
 }
 
 impl Cmd {
+    /// `--preserve-fds N` of create/run, if any.
+    pub fn preserve_fds(&self) -> u32 {
+        match self {
+            Cmd::Create(a) => a.preserve_fds,
+            Cmd::Run(a) => a.create.preserve_fds,
+            _ => 0,
+        }
+    }
+
     /// Does this command put a process of ours inside a container?
     pub fn enters_container(&self) -> bool {
         matches!(self, Cmd::Create(_) | Cmd::Run(_))

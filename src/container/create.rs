@@ -136,6 +136,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     if let Some(fd) = &plan.ns.join_pid {
         namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
     }
+    // Non-dumpable from birth: the init is never ptrace-able by the container
+    // (CVE-2016-9962), not even before its first instruction.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let pid = clone_fork(plan.ns.clone_flags).context("clone container init")?;
     if pid == 0 {
         drop(chan_r);

@@ -53,7 +53,13 @@ pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
     }
     let argv = ptrs(&plan.process.args);
     let envp = ptrs(&plan.process.env);
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    // The user's program starts with nothing blocked, whatever our caller blocked.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr())
+    };
     let e = std::io::Error::last_os_error();
     let msg = format!("exec {:?}: {e}", exe);
     // `run` reads the channel and reports the error; after a plain `create` nobody does,
@@ -82,7 +88,7 @@ fn os(r: libc::c_int, what: &str) -> Result<()> {
 fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<CString> {
     unsafe {
         // Rust ignores SIGPIPE by default; the container must get default dispositions.
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
@@ -196,13 +202,15 @@ impl CgroupGate {
 }
 
 fn mark_cloexec_fallback(first: i32) {
-    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<i32> = rd
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        for fd in fds.into_iter().filter(|fd| *fd >= first) {
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
+    // Not /proc/self/fd: after pivot_root that is whatever the image put at /proc.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let max = lim.rlim_cur.min(1 << 20) as i32;
+    for fd in first..max {
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 
@@ -257,6 +265,9 @@ fn identity(p: &ProcessPlan) -> Result<()> {
         unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) },
         "clear keep capabilities",
     )?;
+    // A uid change resets dumpability to fs.suid_dumpable; we must stay non-dumpable
+    // (CVE-2016-9962) until execve.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if !capabilities::apply(&p.caps).context("set capabilities")? {
         tracing::warn!("could not raise every ambient capability (they must also be permitted and inheritable)");
     }
