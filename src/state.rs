@@ -201,6 +201,22 @@ impl StateDir {
     }
 }
 
+/// Remove the state dir of a `create` that was killed before it wrote any state (it
+/// made nothing else yet). True if there was one.
+pub fn remove_half_made(root: &Path, id: &str) -> Result<bool> {
+    let dir = root.join(id);
+    if !dir.is_dir() || dir.join(STATE_FILE).exists() {
+        return Ok(false);
+    }
+    let _lock = lock_dir(&dir)?;
+    // A create that is still running holds the lock; once we have it, check again.
+    if dir.join(STATE_FILE).exists() {
+        return Ok(false);
+    }
+    fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    Ok(true)
+}
+
 /// Does a container with this ID exist (its state file is there)?
 pub fn exists(root: &Path, id: &str) -> bool {
     root.join(id).join(STATE_FILE).exists()

@@ -117,6 +117,23 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         cgroups::resources::apply(&placement.paths, r)?;
     }
     cgroups::apply_device_rules(&placement.paths, &linux)?;
+    // Provisional state (no pid yet): if we are killed from here on, `delete` still finds
+    // the cgroups to remove, and the init dies with us (PR_SET_PDEATHSIG below).
+    let st = ContainerState {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: timefmt::now_rfc3339_nanos(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup_dirs: placement.created.clone(),
+        cgroup_paths: placement.paths.clone(),
+        oci_version: spec.version().clone(),
+        own_pid_ns: false,
+    };
+    sd.save(&st)?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.process.preserve_fds = o.preserve_fds;
@@ -168,7 +185,6 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         return Err(e);
     }
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
-    drop(go_w);
     match channel::recv(&chan_r) {
         Msg::Ready => {}
         Msg::Error(m) => bail!("container init: {m}"),
@@ -177,24 +193,19 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)
         .context("container init vanished")?;
-    let st = ContainerState {
-        id: o.id.clone(),
-        pid,
-        pid_start,
-        bundle,
-        rootfs,
-        created: timefmt::now_rfc3339_nanos(),
-        owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        cgroup_dirs: placement.created.clone(),
-        cgroup_paths: placement.paths.clone(),
-        oci_version: spec.version().clone(),
-        own_pid_ns: plan.ns.new_pid,
-    };
+    let mut st = st;
+    st.pid = pid;
+    st.pid_start = pid_start;
+    st.own_pid_ns = plan.ns.new_pid;
     sd.save(&st)?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
+    // The state is on disk: the init may now outlive us (it clears its death signal).
+    if unsafe { libc::write(go_w.as_raw_fd(), b"s".as_ptr() as *const libc::c_void, 1) } != 1 {
+        bail!("container init exited before it was started");
+    }
+    drop(go_w);
     undo.pid = 0;
     undo.cgroups.clear();
     undo.dir = None;

@@ -11,6 +11,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     // runc: `delete --force` of a container that is already gone succeeds, which keeps
     // callers such as containerd's shim idempotent. Decided after taking the lock, so
     // a racing delete that wins makes the others succeed too.
+    crate::state::validate_id(id)?;
+    if crate::state::remove_half_made(root, id)? {
+        return Ok(());
+    }
     let sd = match StateDir::open(root, id) {
         Ok(sd) => sd,
         Err(_)
