@@ -208,13 +208,22 @@ pub fn remove_half_made(root: &Path, id: &str) -> Result<bool> {
     if !dir.is_dir() || dir.join(STATE_FILE).exists() {
         return Ok(false);
     }
-    let _lock = lock_dir(&dir)?;
-    // A create that is still running holds the lock; once we have it, check again.
-    if dir.join(STATE_FILE).exists() {
+    // A create that is still running holds the lock; once we have it, check again. A
+    // racing delete may remove the dir meanwhile: then there is nothing left to do.
+    let _lock = match lock_dir(&dir) {
+        Ok(l) => l,
+        Err(_) if !dir.exists() => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if dir.join(STATE_FILE).exists() || !dir.exists() {
         return Ok(false);
     }
-    fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
-    Ok(true)
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("remove {}", dir.display()))
+        }
+        _ => Ok(true),
+    }
 }
 
 /// Does a container with this ID exist (its state file is there)?

@@ -118,7 +118,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     }
     cgroups::apply_device_rules(&placement.paths, &linux)?;
     // Provisional state (no pid yet): if we are killed from here on, `delete` still finds
-    // the cgroups to remove, and the init dies with us (PR_SET_PDEATHSIG below).
+    // the cgroups to remove, and the init exits when it sees our end of "go" close.
     let st = ContainerState {
         id: o.id.clone(),
         pid: 0,
@@ -201,7 +201,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
-    // The state is on disk: the init may now outlive us (it clears its death signal).
+    // The state is on disk: the init may now outlive us.
     if unsafe { libc::write(go_w.as_raw_fd(), b"s".as_ptr() as *const libc::c_void, 1) } != 1 {
         bail!("container init exited before it was started");
     }

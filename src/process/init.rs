@@ -30,12 +30,7 @@ pub struct InitFds {
 
 /// Run the init. `orig_mask` is the signal mask to restore before exec.
 pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
-    // Until the parent has saved our state, we die with it: a `create` killed half-way
-    // must not leave an init nobody knows about.
-    unsafe {
-        libc::close(fds.lock);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-    }
+    unsafe { libc::close(fds.lock) };
     let exe = match setup(plan, &fds, orig_mask) {
         Ok(exe) => exe,
         Err(e) => {
@@ -44,12 +39,13 @@ pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
         }
     };
     send_ready(&fds.chan);
-    // "saved" (or EOF if the parent died before it could save us: then go away).
+    // "saved", or EOF if the parent died before it could record us: then nobody knows
+    // this init, so it goes away instead of waiting forever. (EOF at the cgroup gate
+    // earlier ends it the same way.)
     let mut s = [0u8; 1];
     if unsafe { libc::read(fds.go.as_raw_fd(), s.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
         unsafe { libc::_exit(1) };
     }
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     // Wait for `start`. The fifo is open read-write, so this blocks until a byte comes.
     let mut b = [0u8; 1];
     loop {
