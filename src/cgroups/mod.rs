@@ -173,6 +173,22 @@ pub fn create(
     let mut pl = Placement::default();
     for h in hs {
         let dir = h.join(&container_cgroup(h, cgroups_path, id));
+        // Never adopt the hierarchy root or a cgroup that already runs processes: limits,
+        // device rules, `kill --all` and delete would then hit someone else's processes.
+        let refuse = if dir == h.mountpoint {
+            Some(format!("is the root of {}", h.mountpoint.display()))
+        } else if fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty()) {
+            Some(format!("{} already has processes", dir.display()))
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            remove(&pl.created);
+            bail!(
+                "linux.cgroupsPath {:?}: {why}",
+                cgroups_path.unwrap_or(Path::new(id))
+            );
+        }
         if let Err(e) = make_dirs(h, &dir, &mut pl.created) {
             remove(&pl.created);
             return Err(e);
