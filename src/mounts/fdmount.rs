@@ -12,6 +12,7 @@ const AT_RECURSIVE: u32 = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 const FSOPEN_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_FLAG: u32 = 0;
 const FSCONFIG_SET_STRING: u32 = 1;
 const FSCONFIG_CMD_CREATE: u32 = 6;
 const FSMOUNT_CLOEXEC: u32 = 1;
@@ -84,8 +85,30 @@ pub fn move_onto(tree: RawFd, target: RawFd) -> io::Result<()> {
 
 /// A new, detached filesystem instance (fsopen + fsconfig + fsmount).
 pub fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: u64) -> io::Result<OwnedFd> {
+    new_fs_flags(fstype, options, &[], attrs)
+}
+
+/// `new_fs` with flag-style options too ("newinstance", "sync").
+pub fn new_fs_flags(
+    fstype: &CStr,
+    options: &[(&CStr, &CStr)],
+    flags: &[&CStr],
+    attrs: u64,
+) -> io::Result<OwnedFd> {
     let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    for k in flags {
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_FLAG,
+                k.as_ptr(),
+                std::ptr::null::<u8>(),
+                0,
+            )
+        })?;
+    }
     for (k, v) in options {
         check(unsafe {
             libc::syscall(

@@ -221,31 +221,86 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
             let (set, clr) = options::attrs_of_flags(m.opts.flags);
             setattr(tree.as_raw_fd(), set, clr, false)
                 .with_context(|| format!("set options on bind mount {}", m.dest.display()))?;
-            move_onto(tree.as_raw_fd(), target.as_raw_fd()).with_context(|| {
-                format!("bind mount {} on {}", source.display(), m.dest.display())
-            })?;
+            attach(tree, &target, m)?;
         }
         Kind::Fs { fstype, source } => {
             let strict = matches!(fstype.to_bytes(), b"proc" | b"sysfs") || is_special_dir(&m.dest);
             let target = dir_target(root, &m.dest, strict)?;
             check_proc_target(&m.dest, &target, fstype.to_bytes() == b"proc")?;
-            mount_at(
-                Some(source),
-                target.as_raw_fd(),
-                Some(fstype),
-                m.opts.flags,
-                m.data.as_deref(),
-            )
-            .with_context(|| {
-                format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display())
-            })?;
+            let what = || format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display());
+            match detached_fs(fstype, source, &m.opts) {
+                Ok(mnt) => attach(mnt, &target, m)?,
+                // No fsopen (kernel < 5.2): mount(2) onto the fd, then the old way.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    mount_at(
+                        Some(source),
+                        target.as_raw_fd(),
+                        Some(fstype),
+                        m.opts.flags,
+                        m.data.as_deref(),
+                    )
+                    .with_context(what)?;
+                    finish(root, m)?;
+                }
+                Err(e) => return Err(e).with_context(what),
+            }
         }
         Kind::Cgroup => {
             let target = dir_target(root, &m.dest, true)?;
             cgroup
                 .mount(root, &m.dest, target, m.opts.flags)
                 .with_context(|| format!("mount cgroup on {}", m.dest.display()))?;
+            finish(root, m)?;
         }
     }
-    finish(root, m)
+    Ok(())
+}
+
+/// Attach a detached mount: recursive attributes first (still invisible), then
+/// move_mount onto the target fd, then propagation through the mount's own fd, which
+/// now names the attached mount. Nothing re-resolves the destination path, so a
+/// swapped symlink cannot redirect any step (CVE-2021-30465 class).
+fn attach(mnt: OwnedFd, target: &OwnedFd, m: &MountPlan) -> Result<()> {
+    setattr(mnt.as_raw_fd(), m.opts.rec_set, m.opts.rec_clr, true)
+        .with_context(|| format!("set recursive mount attributes on {}", m.dest.display()))?;
+    move_onto(mnt.as_raw_fd(), target.as_raw_fd())
+        .with_context(|| format!("mount on {}", m.dest.display()))?;
+    for p in &m.opts.propagation {
+        mount_at(None, mnt.as_raw_fd(), None, *p, None)
+            .with_context(|| format!("set propagation on {}", m.dest.display()))?;
+    }
+    Ok(())
+}
+
+/// A new filesystem instance, detached: fsopen + one fsconfig per data option +
+/// fsmount with the per-mount flags as mount attributes.
+fn detached_fs(fstype: &CString, source: &CString, o: &MountOptions) -> std::io::Result<OwnedFd> {
+    let mut strings: Vec<(CString, CString)> = vec![(c("source"), source.clone())];
+    let mut flags: Vec<CString> = Vec::new();
+    for opt in o.data.split(',').filter(|s| !s.is_empty()) {
+        match opt.split_once('=') {
+            Some((k, v)) => strings.push((c(k), c(v))),
+            None => flags.push(c(opt)),
+        }
+    }
+    // Superblock flags travel as fsconfig flags; the rest become mount attributes.
+    for (ms, name) in [
+        (libc::MS_SYNCHRONOUS, "sync"),
+        (libc::MS_DIRSYNC, "dirsync"),
+        (libc::MS_LAZYTIME, "lazytime"),
+        (libc::MS_MANDLOCK, "mand"),
+        (libc::MS_SILENT, "silent"),
+        (libc::MS_I_VERSION, "iversion"),
+    ] {
+        if o.flags & ms != 0 {
+            flags.push(c(name));
+        }
+    }
+    let (attrs, _) = options::attrs_of_flags(o.flags);
+    let s: Vec<(&std::ffi::CStr, &std::ffi::CStr)> = strings
+        .iter()
+        .map(|(k, v)| (k.as_c_str(), v.as_c_str()))
+        .collect();
+    let f: Vec<&std::ffi::CStr> = flags.iter().map(|k| k.as_c_str()).collect();
+    fdmount::new_fs_flags(fstype, &s, &f, attrs)
 }
