@@ -1394,7 +1394,6 @@ impl Drop for ThawOnDrop {
 }
 
 #[test]
-#[ignore = "bug: pause of a created container freezes it but state keeps saying \"created\", resume refuses it, and delete/delete --force time out on the frozen init"]
 fn pause_and_resume_of_a_created_container() {
     let Some(t) = Test::new("cg_pausecreated") else {
         return;
@@ -1446,7 +1445,6 @@ fn pause_and_resume_of_a_created_container() {
 }
 
 #[test]
-#[ignore = "bug: kill ID KILL of a paused container does not thaw it (runc does, PR #3217): the init stays frozen and the container stays paused"]
 fn sigkill_reaches_a_paused_container() {
     let Some(t) = Test::new("cg_killpaused") else {
         return;
@@ -1467,7 +1465,6 @@ fn sigkill_reaches_a_paused_container() {
 }
 
 #[test]
-#[ignore = "bug: blockIO.weight / --blkio-weight only know blkio.weight (CFQ); with BFQ the kernel has blkio.bfq.weight, which runc falls back to, so create and update fail"]
 fn blkio_weight_uses_bfq_weight_when_cfq_is_absent() {
     let Some(t) = Test::new("cg_bfq") else {
         return;

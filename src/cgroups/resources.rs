@@ -448,7 +448,17 @@ pub fn apply(paths: &[PathBuf], r: &LinuxResources) -> Result<()> {
             apply_v1_memory(dir, m)?;
         }
     }
-    for wr in plan_v1(r) {
+    for mut wr in plan_v1(r) {
+        // Kernels with only the BFQ scheduler name the weight files blkio.bfq.*.
+        if wr.file.starts_with("blkio.")
+            && wr.file.contains("weight")
+            && owner(paths, &wr.file).is_none()
+        {
+            let bfq = wr.file.replacen("blkio.", "blkio.bfq.", 1);
+            if owner(paths, &bfq).is_some() {
+                wr.file = bfq;
+            }
+        }
         match owner(paths, &wr.file) {
             Some(dir) => write_file(dir, &wr)?,
             // Hybrid hosts may have hugetlb only on the unified hierarchy.

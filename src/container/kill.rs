@@ -9,9 +9,19 @@ use crate::state::StateDir;
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let sd = StateDir::open(root, id)?;
     let st = sd.load()?;
-    if status(&st, &sd) == Status::Stopped {
+    let s = status(&st, &sd);
+    if s == Status::Stopped {
         bail!("container {id} is not running");
     }
+    let r = send(&st, id, sig, all);
+    // A frozen task only dies once thawed (runc does the same, #3217).
+    if sig == libc::SIGKILL && s == Status::Paused {
+        let _ = crate::cgroups::freeze(&st.cgroup_paths, false);
+    }
+    r
+}
+
+fn send(st: &crate::state::ContainerState, id: &str, sig: i32, all: bool) -> Result<()> {
     if all {
         for pid in crate::cgroups::pids(&st.cgroup_paths) {
             unsafe { libc::kill(pid, sig) };

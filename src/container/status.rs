@@ -47,10 +47,12 @@ pub fn alive(pid: i32, start: u64) -> bool {
 pub fn status(st: &ContainerState, sd: &StateDir) -> Status {
     if !alive(st.pid, st.pid_start) {
         Status::Stopped
+    } else if crate::cgroups::is_frozen(&st.cgroup_paths) {
+        // Before the fifo check: a paused created container is paused (as in runc), so
+        // that resume and delete --force know to thaw it.
+        Status::Paused
     } else if sd.fifo_path().exists() {
         Status::Created
-    } else if crate::cgroups::is_frozen(&st.cgroup_paths) {
-        Status::Paused
     } else {
         Status::Running
     }
