@@ -16,7 +16,6 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::mounts::fdmount::{c, clone_tree, mount_at, move_onto, setattr};
 use crate::mounts::options::MOUNT_ATTR_RDONLY;
-use crate::paths::Root;
 
 /// The host's cgroup layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,40 +347,45 @@ impl CgroupMount {
     /// mounts are fresh (showing only the container's subtree); without one, the
     /// container's own cgroup dirs are bind-mounted. `ro` applies to every submount
     /// (runc 1.1.5 and youki 0.7 leave the v1 submounts writable; we do not).
-    pub fn mount(&self, root: &Root, dest: &Path, target: OwnedFd, flags: u64) -> Result<()> {
+    pub fn mount(&self, dest: &Path, target: OwnedFd, flags: u64) -> Result<()> {
         let ro = flags & libc::MS_RDONLY != 0;
         let fl = flags & !(libc::MS_RDONLY | libc::MS_BIND | libc::MS_REC);
         if self.unified_only {
             let (_, _, host) = self.entries.first().context("no cgroup2 hierarchy")?;
             return self.mount_one(target, None, host, fl, ro);
         }
-        mount_at(
-            Some(&c("tmpfs")),
-            target.as_raw_fd(),
-            Some(&c("tmpfs")),
-            fl,
-            Some(&c("mode=755")),
-        )
-        .context("mount tmpfs for cgroup hierarchies")?;
+        // Everything below happens through the tmpfs's own fd: no path is resolved again
+        // once it is attached, so nothing can be redirected (CVE-2021-30465 class).
+        let (attrs, _) = crate::mounts::options::attrs_of_flags(fl);
+        let tmpfs = crate::mounts::fdmount::new_fs(c"tmpfs", &[(c"mode", c"755")], attrs)
+            .context("create tmpfs for cgroup hierarchies")?;
+        move_onto(tmpfs.as_raw_fd(), target.as_raw_fd())
+            .context("mount tmpfs for cgroup hierarchies")?;
         for (name, ctrls, host) in &self.entries {
             let sub = dest.join(name);
-            let fd = root
-                .mkdir_all(&sub, 0o755)
-                .with_context(|| format!("create {}", sub.display()))?;
+            let n = c(name);
+            if unsafe { libc::mkdirat(tmpfs.as_raw_fd(), n.as_ptr(), 0o755) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("create {}", sub.display()));
+            }
+            let fd = crate::paths::openat(
+                tmpfs.as_raw_fd(),
+                &n,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
             self.mount_one(fd, ctrls.as_deref(), host, fl, ro)
                 .with_context(|| format!("mount {}", sub.display()))?;
             // "cpu,cpuacct" gets "cpu" and "cpuacct" links, as on the host.
             if name.contains(',') {
-                let dir = root.open_in(dest, libc::O_PATH | libc::O_DIRECTORY, true)?;
                 for part in name.split(',') {
-                    let (t, l) = (c(name), c(part));
-                    unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), l.as_ptr()) };
+                    let l = c(part);
+                    unsafe { libc::symlinkat(n.as_ptr(), tmpfs.as_raw_fd(), l.as_ptr()) };
                 }
             }
         }
         if ro {
-            let top = root.open_in(dest, libc::O_PATH, true)?;
-            setattr(top.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, false)
+            setattr(tmpfs.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, false)
                 .context("make cgroup tmpfs read-only")?;
         }
         Ok(())

@@ -248,7 +248,7 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
         Kind::Cgroup => {
             let target = dir_target(root, &m.dest, true)?;
             cgroup
-                .mount(root, &m.dest, target, m.opts.flags)
+                .mount(&m.dest, target, m.opts.flags)
                 .with_context(|| format!("mount cgroup on {}", m.dest.display()))?;
             finish(root, m)?;
         }
