@@ -152,6 +152,16 @@ impl Root {
                 if no_symlinks {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
+                // Like RESOLVE_NO_MAGICLINKS: procfs links other than self/thread-self are
+                // magic (/proc/self/cwd, fd/N) and would otherwise be re-rooted by text.
+                let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+                if unsafe { libc::fstatfs(cur, &mut sfs) } == 0
+                    && sfs.f_type as i64 == 0x9fa0
+                    && comp != b"self"
+                    && comp != b"thread-self"
+                {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
                 links += 1;
                 if links > MAX_SYMLINKS {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
