@@ -1505,3 +1505,72 @@ fn blkio_weight_uses_bfq_weight_when_cfq_is_absent() {
     t.strata(&["delete", "--force", &id]).ok();
     t.assert_no_leftovers(&id);
 }
+
+/// `events --stats` prints one runc-shaped stats event with the container's real numbers,
+/// and the streaming `events` reports an `oom` event when the kernel OOM-kills in it.
+#[test]
+fn events_stats_and_oom_stream() {
+    let Some(t) = Test::new("cg_events") else {
+        return;
+    };
+    if !have_controllers("events_stats_and_oom_stream", &["memory", "pids"]) {
+        return;
+    }
+    let limit = 32 * MIB;
+    // pid 1 sleeps, then a child builds a 100 MB string and is OOM-killed; pid 1 lives on.
+    let script = r#"sleep 1; awk 'BEGIN{s=sprintf("%100000000s",""); print length(s)}'; sleep 30"#;
+    let b = t.bundle("ev", &["sh", "-c", script], |c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": limit});
+        c["linux"]["resources"]["pids"] = json!({"limit": 50});
+    });
+    let id = t.id("ev");
+    t.strata(&["run", "-d", &id, "-b", b.to_str().unwrap()])
+        .ok();
+
+    let snap = t.strata(&["events", "--stats", &id]);
+    snap.ok();
+    let ev: Value =
+        serde_json::from_str(snap.stdout.trim()).expect("events --stats is one JSON object");
+    assert_eq!(ev["type"], "stats", "{ev}");
+    assert_eq!(ev["id"], id.as_str(), "{ev}");
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], json!(limit), "{ev}");
+    assert_eq!(ev["data"]["pids"]["limit"], json!(50), "{ev}");
+    assert!(
+        ev["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{ev}"
+    );
+    assert!(
+        ev["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0,
+        "{ev}"
+    );
+
+    // The stream: stats every 500 ms, and the oom event within the awk's lifetime.
+    let stream = Running::spawn(&mut t.command(&["events", "--interval", "500ms", &id]));
+    let seen = wait_until(Duration::from_secs(10), || {
+        let dir = id_dir(&id, "memory");
+        read(&dir.join("memory.oom_control")).contains("oom_kill 1")
+    });
+    assert!(seen, "the hog was never OOM-killed");
+    std::thread::sleep(Duration::from_millis(500));
+    t.strata(&["delete", "--force", &id]).ok();
+    // The stream ends by itself once the container is gone.
+    let out = stream.wait(Duration::from_secs(5));
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["type"] == "oom" && e["id"] == id.as_str()),
+        "no oom event: {}",
+        out.stdout
+    );
+    assert!(
+        lines.iter().filter(|e| e["type"] == "stats").count() >= 2,
+        "stats events: {}",
+        out.stdout
+    );
+    t.assert_no_leftovers(&id);
+}
