@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::mounts::fdmount::{clone_tree, mount_path, move_onto, new_fs, setattr};
+use crate::mounts::fdmount::{clone_tree, mount_at, mount_path, move_onto, setattr};
 use crate::mounts::options::{
     MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
@@ -120,14 +120,16 @@ pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
         };
         let st = fstat(target.as_raw_fd())?;
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            let tmp = new_fs(
-                c"tmpfs",
-                &[(c"size", c"0"), (c"mode", c"0555")],
-                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            // One mount(2) onto the fd: read-only from its first instant.
+            let fl = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            mount_at(
+                Some(c"tmpfs"),
+                target.as_raw_fd(),
+                Some(c"tmpfs"),
+                fl,
+                Some(c"size=0,mode=0555"),
             )
-            .context("linux.maskedPaths: create tmpfs")?;
-            move_onto(tmp.as_raw_fd(), target.as_raw_fd())
-                .with_context(|| format!("linux.maskedPaths: mask {p}"))?;
+            .with_context(|| format!("linux.maskedPaths: mask {p}"))?;
         } else {
             if devnull.is_none() {
                 let fd = root

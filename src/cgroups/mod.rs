@@ -151,8 +151,9 @@ fn container_cgroup(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Pat
     }
 }
 
-/// Create (or join) the container's cgroup on every hierarchy; undone on error.
-pub fn create(
+/// Work out where the container lives on every hierarchy and which directories it
+/// will create, refusing bad paths; nothing is created yet (see [`make`]).
+pub fn plan(
     hs: &[Hierarchy],
     cgroups_path: Option<&Path>,
     id: &str,
@@ -174,46 +175,52 @@ pub fn create(
         let dir = h.join(&container_cgroup(h, cgroups_path, id));
         // Never adopt the hierarchy root or a cgroup that already runs processes: limits,
         // device rules, `kill --all` and delete would then hit someone else's processes.
-        let refuse = if dir == h.mountpoint {
-            Some(format!("is the root of {}", h.mountpoint.display()))
-        } else if fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty()) {
-            Some(format!("{} already has processes", dir.display()))
-        } else {
-            None
-        };
-        if let Some(why) = refuse {
-            remove(&pl.created);
+        if dir == h.mountpoint {
             bail!(
-                "linux.cgroupsPath {:?}: {why}",
-                cgroups_path.unwrap_or(Path::new(id))
+                "linux.cgroupsPath {:?}: is the root of {}",
+                cgroups_path.unwrap_or(Path::new(id)),
+                h.mountpoint.display()
             );
         }
-        if let Err(e) = make_dirs(h, &dir, &mut pl.created) {
-            remove(&pl.created);
-            return Err(e);
+        if fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty()) {
+            bail!(
+                "linux.cgroupsPath {:?}: {} already has processes",
+                cgroups_path.unwrap_or(Path::new(id)),
+                dir.display()
+            );
         }
+        let mut missing = Vec::new();
+        let mut p = dir.clone();
+        while !p.exists() && p != h.mountpoint {
+            missing.push(p.clone());
+            if !p.pop() {
+                break;
+            }
+        }
+        pl.created.extend(missing.into_iter().rev());
         pl.paths.push(dir);
     }
     Ok(pl)
 }
 
-fn make_dirs(h: &Hierarchy, dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut p = dir.to_path_buf();
-    while !p.exists() {
-        missing.push(p.clone());
-        if !p.pop() || p == h.mountpoint {
-            break;
+/// Create the planned directories (v1 cpusets get their cpus/mems). Returns those it
+/// made, so a caller undoing an error removes only its own.
+pub fn make(placement: &Placement) -> Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    for d in &placement.created {
+        if let Err(e) = fs::create_dir(d) {
+            remove(&made);
+            return Err(e).with_context(|| format!("create cgroup {}", d.display()));
+        }
+        made.push(d.clone());
+        if d.join("cpuset.cpus").exists() && !resources::is_v2(d) {
+            if let Err(e) = v1::init_cpuset(d) {
+                remove(&made);
+                return Err(e);
+            }
         }
     }
-    for d in missing.into_iter().rev() {
-        fs::create_dir(&d).with_context(|| format!("create cgroup {}", d.display()))?;
-        created.push(d.clone());
-        if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
-            v1::init_cpuset(&d)?;
-        }
-    }
-    Ok(())
+    Ok(made)
 }
 
 /// The device allow-list, composed as runc does: config.json's rules, then an allow for

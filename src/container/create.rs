@@ -106,17 +106,14 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         cgroups: vec![],
         dir: Some(sd.dir.clone()),
     };
-    let placement = cgroups::create(
+    // Cgroups are only planned here; the parent makes them after the clone, while the
+    // init already builds the rootfs (it waits for them only at its cgroup gate).
+    let placement = cgroups::plan(
         &hs,
         linux.cgroups_path().as_deref(),
         &o.id,
         o.systemd_cgroup,
     )?;
-    undo.cgroups = placement.created.clone();
-    if let Some(r) = linux.resources() {
-        cgroups::resources::apply(&placement.paths, r)?;
-    }
-    cgroups::apply_device_rules(&placement.paths, &linux)?;
     // Provisional state (no pid yet): if we are killed from here on, `delete` still finds
     // the cgroups to remove, and the init exits when it sees our end of "go" close.
     let st = ContainerState {
@@ -177,7 +174,15 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     drop(go_r);
     // The init is already building the rootfs; it waits for "go" only before it needs
     // to be in its cgroups. If it failed meanwhile, its own message explains more.
-    if let Err(e) = cgroups::add_pid(&placement.paths, pid) {
+    let placed = cgroups::make(&placement).and_then(|made| {
+        undo.cgroups = made;
+        if let Some(r) = linux.resources() {
+            cgroups::resources::apply(&placement.paths, r)?;
+        }
+        cgroups::apply_device_rules(&placement.paths, &linux)?;
+        cgroups::add_pid(&placement.paths, pid)
+    });
+    if let Err(e) = placed {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         if let Msg::Error(m) = channel::recv(&chan_r) {
             bail!("container init: {m}");

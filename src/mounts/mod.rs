@@ -228,6 +228,19 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
             let target = dir_target(root, &m.dest, strict)?;
             check_proc_target(&m.dest, &target, fstype.to_bytes() == b"proc")?;
             let what = || format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display());
+            // mount(2) aimed at the target fd is race-free and applies its flags atomically;
+            // only a mount that needs work *after* mounting (recursive attrs, propagation)
+            // is built detached, so that work never goes through a path again.
+            if m.opts.rec_set == 0 && m.opts.rec_clr == 0 && m.opts.propagation.is_empty() {
+                return mount_at(
+                    Some(source),
+                    target.as_raw_fd(),
+                    Some(fstype),
+                    m.opts.flags,
+                    m.data.as_deref(),
+                )
+                .with_context(what);
+            }
             match detached_fs(fstype, source, &m.opts) {
                 Ok(mnt) => attach(mnt, &target, m)?,
                 // No fsopen (kernel < 5.2): mount(2) onto the fd, then the old way.
