@@ -5,21 +5,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::fs;
-use std::path::Path;
-
-/// `create` of bundle `b` as `id` must fail with a one-line error containing `needles`,
-/// and leave no state, cgroup or process behind.
-#[track_caller]
-fn create_fails(t: &Test, id: &str, b: &Path, needles: &[&str]) {
-    t.strata(&["create", id, "-b", b.to_str().unwrap()])
-        .assert_error(needles);
-    t.assert_no_leftovers(id);
-    // `run` takes the same path and must fail the same way.
-    t.strata(&["run", id, "-b", b.to_str().unwrap()])
-        .assert_error(needles);
-    t.assert_no_leftovers(id);
-    t.strata(&["state", id]).assert_error(&["does not exist"]);
-}
 
 #[test]
 fn missing_bundle_dir() {

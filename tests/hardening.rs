@@ -11,19 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `create` (then `run`) of bundle `b` as `id` must fail with a one-line error containing
-/// `needles`, and leave no state, cgroup or process behind.
-#[track_caller]
-fn create_fails(t: &Test, id: &str, b: &Path, needles: &[&str]) {
-    t.strata(&["create", id, "-b", b.to_str().unwrap()])
-        .assert_error(needles);
-    t.assert_no_leftovers(id);
-    t.strata(&["run", id, "-b", b.to_str().unwrap()])
-        .assert_error(needles);
-    t.assert_no_leftovers(id);
-    t.strata(&["state", id]).assert_error(&["does not exist"]);
-}
-
 fn drop_ns(c: &mut Value, ty: &str) {
     c["linux"]["namespaces"]
         .as_array_mut()

@@ -598,3 +598,16 @@ impl Drop for Test {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `create` (then `run`) of bundle `b` as `id` must fail with a one-line error containing
+/// `needles`, and leave no state, cgroup or process behind.
+#[track_caller]
+pub fn create_fails(t: &Test, id: &str, b: &Path, needles: &[&str]) {
+    t.strata(&["create", id, "-b", b.to_str().unwrap()])
+        .assert_error(needles);
+    t.assert_no_leftovers(id);
+    t.strata(&["run", id, "-b", b.to_str().unwrap()])
+        .assert_error(needles);
+    t.assert_no_leftovers(id);
+    t.strata(&["state", id]).assert_error(&["does not exist"]);
+}
