@@ -59,6 +59,13 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+/// Is `fd` on a procfs? (Checked before trusting anything as /proc.)
+pub fn is_procfs(fd: RawFd) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstatfs(fd, &mut s) } == 0) && s.f_type as i64 == PROC_SUPER_MAGIC
+}
+
 /// The path by which mount(2) and friends reach an fd (a magic link: no re-resolution).
 pub fn fd_path(fd: RawFd) -> CString {
     CString::new(format!("/proc/self/fd/{fd}")).unwrap()
@@ -154,12 +161,7 @@ impl Root {
                 }
                 // Like RESOLVE_NO_MAGICLINKS: procfs links other than self/thread-self are
                 // magic (/proc/self/cwd, fd/N) and would otherwise be re-rooted by text.
-                let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
-                if unsafe { libc::fstatfs(cur, &mut sfs) } == 0
-                    && sfs.f_type as i64 == 0x9fa0
-                    && comp != b"self"
-                    && comp != b"thread-self"
-                {
+                if is_procfs(cur) && comp != b"self" && comp != b"thread-self" {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
                 links += 1;

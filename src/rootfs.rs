@@ -96,8 +96,7 @@ pub fn write_sysctls(root: &Root, sysctl: &HashMap<String, String>) -> Result<()
             .open_in(Path::new(&path), libc::O_WRONLY, true)
             .with_context(|| format!("linux.sysctl: {k}: open {path}"))?;
         // Only ever write into procfs: without a proc mount, /proc/sys is the image's.
-        let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sfs) } != 0 || sfs.f_type as i64 != 0x9fa0 {
+        if !crate::paths::is_procfs(fd.as_raw_fd()) {
             bail!("linux.sysctl: {k}: {path} is not on procfs (does config.json mount proc at /proc?)");
         }
         let mut f = std::fs::File::from(fd);

@@ -113,18 +113,10 @@ fn dir_target(root: &Root, dest: &Path, strict: bool) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
 /// /proc, /sys and /dev: never reached through a symlink (CVE-2019-19921, CVE-2026-41579).
 fn is_special_dir(dest: &Path) -> bool {
     let d = crate::paths::relative(dest);
     d == Path::new("proc") || d == Path::new("sys") || d == Path::new("dev")
-}
-
-fn statfs_type(p: &Path) -> Option<i64> {
-    let c = CString::new(p.as_os_str().as_bytes()).ok()?;
-    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statfs(c.as_ptr(), &mut s) } == 0).then_some(s.f_type as i64)
 }
 
 /// runc's rule against CVE-2019-16884: nothing may be mounted over procfs files (a fake
@@ -154,10 +146,7 @@ fn check_proc_target(dest: &Path, target: &OwnedFd, is_proc: bool) -> Result<()>
         }
         return Ok(());
     }
-    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
-    let in_proc = unsafe { libc::fstatfs(target.as_raw_fd(), &mut s) } == 0
-        && s.f_type as i64 == PROC_SUPER_MAGIC;
-    if in_proc && !ALLOWED.iter().any(|a| rel == Path::new(a)) {
+    if crate::paths::is_procfs(target.as_raw_fd()) && !ALLOWED.iter().any(|a| rel == Path::new(a)) {
         bail!(
             "{} cannot be mounted because it is inside /proc",
             dest.display()
@@ -203,11 +192,6 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
                 root.ensure_file(&m.dest)
             }
             .with_context(|| format!("create bind mount point {}", m.dest.display()))?;
-            check_proc_target(
-                &m.dest,
-                &target,
-                statfs_type(source) == Some(PROC_SUPER_MAGIC),
-            )?;
             let src = crate::paths::openat(
                 libc::AT_FDCWD,
                 &CString::new(source.as_os_str().as_bytes())?,
@@ -215,6 +199,7 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
                 0,
             )
             .with_context(|| format!("open bind source {}", source.display()))?;
+            check_proc_target(&m.dest, &target, crate::paths::is_procfs(src.as_raw_fd()))?;
             // A detached clone gets its flags before it is visible: never a writable window.
             let tree = clone_tree(src.as_raw_fd(), m.opts.recursive_bind)
                 .with_context(|| format!("bind {} (clone)", source.display()))?;
