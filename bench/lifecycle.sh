@@ -282,12 +282,11 @@ outer() {
 
     ensure_deps
 
-    # The shipped build: static glibc (no dynamic loader per exec; see README "Install").
-    # --target keeps crt-static off the host's proc-macros.
+    # The shipped build: static (no dynamic loader per exec; see README "Install").
     host=$(rustc -vV | sed -n 's/^host: //p')
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
-        log "building strata (static, cargo build --release --target $host in $REPO)"
-        (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$host") >&2
+        log "building strata (static, bundles/build-static.sh in $REPO)"
+        bash "$REPO/bundles/build-static.sh" >/dev/null
     fi
     STRATA=$REPO/target/$host/release/strata
     [ -x "$STRATA" ] || die "no strata binary at $STRATA"

@@ -8,9 +8,7 @@ cd "$repo"
 
 command -v cargo >/dev/null || { echo "demo: cargo (Rust) is required" >&2; exit 1; }
 echo "== building strata (static, as README's Install says)"
-host=$(rustc -vV | sed -n 's/^host: //p')
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target "$host"
-strata="$repo/target/$host/release/strata"
+strata=$(bash "$repo/bundles/build-static.sh")
 bundle="$repo/bundles/busybox"
 [ -x "$bundle/rootfs/bin/busybox" ] || bash "$bundle/make-rootfs.sh"
 

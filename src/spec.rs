@@ -74,9 +74,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             process.cwd()
         );
     }
-    if process.terminal() == Some(true) {
-        bail!("config.json: process.terminal: true needs --console-socket, which this strata does not support yet; set it to false");
-    }
     // Fail closed: a profile or hook the user asked for and we would silently skip is a
     // security hole (docker and containerd always send a seccomp profile).
     let mut unsupported: Vec<&str> = Vec::new();
@@ -105,7 +102,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     if let Some(linux) = spec.linux() {
         for (set, name) in [
-            (linux.seccomp().is_some(), "linux.seccomp"),
             (
                 linux
                     .mount_label()

@@ -1,6 +1,6 @@
-//! create, run, kill, delete: flags → library calls.
+//! create, run, exec, kill, delete: flags → library calls.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -43,6 +43,50 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (not with --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A process.json to run (all other process flags are ignored)
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master (with --tty)
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Set an environment variable (repeatable)
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group id (repeatable)
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the bounding, effective and permitted sets (repeatable)
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Detach: return once the process runs
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's pid here
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Pass N extra fds (3..3+N) to the process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Args, Debug)]
 pub struct KillArgs {
     pub id: String,
     /// Signal name or number
@@ -62,9 +106,6 @@ pub struct DeleteArgs {
 }
 
 fn opts(g: &Global, a: &CreateArgs) -> Result<CreateOpts> {
-    if a.console_socket.is_some() {
-        bail!("--console-socket: terminals are not supported yet (set process.terminal to false and drop the flag)");
-    }
     Ok(CreateOpts {
         root: g.root.clone(),
         id: a.id.clone(),
@@ -74,6 +115,8 @@ fn opts(g: &Global, a: &CreateArgs) -> Result<CreateOpts> {
         systemd_cgroup: g.systemd_cgroup,
         preserve_fds: a.preserve_fds,
         no_new_keyring: a.no_new_keyring,
+        console_socket: a.console_socket.clone(),
+        foreground: false,
     })
 }
 
@@ -83,7 +126,29 @@ pub fn create(g: &Global, a: CreateArgs) -> Result<i32> {
 }
 
 pub fn run(g: &Global, a: RunArgs) -> Result<i32> {
-    container::run(&opts(g, &a.create)?, a.detach, a.keep)
+    let mut o = opts(g, &a.create)?;
+    o.foreground = !a.detach;
+    container::run(&o, a.detach, a.keep)
+}
+
+pub fn exec(g: &Global, a: ExecArgs) -> Result<i32> {
+    container::exec(&container::ExecOpts {
+        root: g.root.clone(),
+        id: a.id,
+        process: a.process,
+        args: a.command,
+        tty: a.tty,
+        console_socket: a.console_socket,
+        cwd: a.cwd,
+        env: a.env,
+        user: a.user,
+        additional_gids: a.additional_gids,
+        caps: a.cap,
+        no_new_privs: a.no_new_privs,
+        detach: a.detach,
+        pid_file: a.pid_file,
+        preserve_fds: a.preserve_fds,
+    })
 }
 
 pub fn kill(g: &Global, a: KillArgs) -> Result<i32> {

@@ -47,6 +47,8 @@ pub enum Cmd {
     Start { id: String },
     /// Create and start a container
     Run(lifecycle::RunArgs),
+    /// Run a process in a running container
+    Exec(lifecycle::ExecArgs),
     /// Print a container's state as JSON
     State { id: String },
     /// List containers
@@ -75,13 +77,14 @@ impl Cmd {
         match self {
             Cmd::Create(a) => a.preserve_fds,
             Cmd::Run(a) => a.create.preserve_fds,
+            Cmd::Exec(a) => a.preserve_fds,
             _ => 0,
         }
     }
 
     /// Does this command put a process of ours inside a container?
     pub fn enters_container(&self) -> bool {
-        matches!(self, Cmd::Create(_) | Cmd::Run(_))
+        matches!(self, Cmd::Create(_) | Cmd::Run(_) | Cmd::Exec(_))
     }
 }
 
@@ -100,6 +103,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Create(a) => lifecycle::create(&g, a),
         Cmd::Start { id } => crate::container::start(&g.root, &id).map(|_| 0),
         Cmd::Run(a) => lifecycle::run(&g, a),
+        Cmd::Exec(a) => lifecycle::exec(&g, a),
         Cmd::State { id } => info::state(&g, &id),
         Cmd::List(a) => info::list(&g, a),
         Cmd::Kill(a) => lifecycle::kill(&g, a),

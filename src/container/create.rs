@@ -26,6 +26,10 @@ pub struct CreateOpts {
     pub preserve_fds: u32,
     /// Keep the caller's session keyring instead of joining a new one.
     pub no_new_keyring: bool,
+    /// Where the pty master of a process.terminal container goes.
+    pub console_socket: Option<PathBuf>,
+    /// A foreground `run`: without a console socket, the terminal is proxied by us.
+    pub foreground: bool,
 }
 
 /// A container in state `created`, with the parent's ends of its pipes (used by `run`).
@@ -35,6 +39,8 @@ pub struct Created {
     pub chan: OwnedFd,
     /// The signal mask before create blocked every signal.
     pub orig_mask: libc::sigset_t,
+    /// Our end of the console socket, when we proxy the container's terminal.
+    pub console: Option<OwnedFd>,
 }
 
 // Undoes a half-made container: kills the init, removes cgroups and the state dir.
@@ -131,6 +137,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         own_pid_ns: false,
     };
     sd.save(&st)?;
+    let saved = sd.dir.join(super::exec::SAVED_CONFIG);
+    std::fs::write(&saved, serde_json::to_vec(&spec)?)
+        .with_context(|| format!("write {}", saved.display()))?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.process.preserve_fds = o.preserve_fds;
@@ -138,8 +147,14 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         .then(|| CString::new(format!("_ses.{}", o.id)))
         .transpose()?;
 
+    // The pty master goes to the caller's socket, or to us to proxy in the foreground.
+    let (console_child, console_ours) = console_socket(
+        plan.process.terminal,
+        o.console_socket.as_deref(),
+        o.foreground,
+    )?;
     let fifo = mkfifo(&sd.fifo_path())?;
-    let (chan_r, chan_w) = channel::pipe()?;
+    let (chan_r, chan_w) = channel::channel()?;
     let (go_r, go_w) = channel::pipe()?;
     let mut orig_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
     unsafe {
@@ -165,6 +180,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
                 go: go_r,
                 fifo: fifo_child,
                 lock: sd.lock_fd(),
+                console: console_child,
             },
             &orig_mask,
         );
@@ -189,11 +205,29 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         }
         return Err(e);
     }
+    drop(console_child);
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
-    match channel::recv(&chan_r) {
-        Msg::Ready => {}
-        Msg::Error(m) => bail!("container init: {m}"),
-        Msg::Eof => bail!("container init exited during setup without a message"),
+    loop {
+        match channel::recv(&chan_r) {
+            Msg::Ready => break,
+            Msg::Fd(fd) => {
+                let Some((path, meta)) = plan
+                    .process
+                    .seccomp
+                    .as_ref()
+                    .and_then(|f| f.listener.as_ref())
+                else {
+                    bail!("container init sent an fd nobody asked for");
+                };
+                let state = serde_json::json!({
+                    "ociVersion": st.oci_version, "id": st.id, "status": "creating", "pid": pid,
+                    "bundle": st.bundle, "annotations": st.annotations,
+                });
+                crate::seccomp::send_listener(path, meta, &fd, pid, state)?;
+            }
+            Msg::Error(m) => bail!("container init: {m}"),
+            Msg::Eof => bail!("container init exited during setup without a message"),
+        }
     }
     let pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)
@@ -220,5 +254,25 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         fifo,
         chan: chan_r,
         orig_mask,
+        console: console_ours,
     })
+}
+
+/// (the child's end, our end) of the console socket, checked against process.terminal
+/// as runc does.
+pub fn console_socket(
+    terminal: bool,
+    path: Option<&Path>,
+    foreground: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    match (terminal, path) {
+        (true, Some(p)) => Ok((Some(crate::console::connect(p)?), None)),
+        (true, None) if foreground => {
+            let (ours, child) = crate::fdpass::socketpair()?;
+            Ok((Some(child), Some(ours)))
+        }
+        (true, None) => bail!("process.terminal is true: a detached container needs --console-socket to receive its terminal"),
+        (false, Some(_)) => bail!("--console-socket given but process.terminal is false: there is no terminal to send"),
+        (false, None) => Ok((None, None)),
+    }
 }

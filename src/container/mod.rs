@@ -1,9 +1,10 @@
-//! Container operations, one file each: create, start, run, kill, delete, and the
+//! Container operations, one file each: create, start, run, exec, kill, delete, and the
 //! status every command derives from the kernel rather than trusts from disk.
 
 pub mod create;
 pub mod delete;
 pub mod events;
+pub mod exec;
 pub mod kill;
 pub mod list;
 pub mod pause;
@@ -15,6 +16,7 @@ pub mod update;
 
 pub use create::{create, CreateOpts, Created};
 pub use delete::delete;
+pub use exec::{exec, ExecOpts};
 pub use kill::kill;
 pub use run::run;
 pub use start::start;

@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use super::create::{create, CreateOpts, Created};
 use super::delete::destroy;
 use crate::process::channel::{recv, Msg};
+use crate::process::wait::wait_forwarding;
 use crate::state::StateDir;
 
 pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
@@ -25,7 +26,15 @@ pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding(pid, &c.orig_mask);
+    let code = match &c.console {
+        Some(sock) => {
+            let master = crate::console::recv_master(sock);
+            let code = master.map(|m| crate::console::proxy(m, pid));
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &c.orig_mask, std::ptr::null_mut()) };
+            code?
+        }
+        None => wait_forwarding(pid, &c.orig_mask),
+    };
     if !keep {
         // Someone may have run `delete --force` meanwhile; then there is nothing left to do.
         if let Ok(sd) = StateDir::open(&o.root, &o.id) {
@@ -43,40 +52,6 @@ fn release(c: &Created, o: &CreateOpts) -> Result<()> {
     let _ = std::fs::remove_file(o.root.join(&o.id).join(crate::state::EXEC_FIFO));
     match recv(&c.chan) {
         Msg::Error(m) => bail!("container init: {m}"),
-        Msg::Eof | Msg::Ready => Ok(()),
-    }
-}
-
-/// Wait for `pid` with every signal blocked: forward each to the init; on SIGCHLD reap.
-/// SIGCHLD was blocked since before clone, so an instant exit is never missed.
-fn wait_forwarding(pid: libc::pid_t, orig_mask: &libc::sigset_t) -> i32 {
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::sigfillset(&mut all) };
-    let code = loop {
-        let mut status = 0;
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break exit_code(status);
-        }
-        if r < 0 {
-            break 255;
-        }
-        let sig = unsafe { libc::sigwaitinfo(&all, std::ptr::null_mut()) };
-        if sig > 0 && sig != libc::SIGCHLD {
-            unsafe { libc::kill(pid, sig) };
-        }
-    };
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut()) };
-    code
-}
-
-/// Shell convention: the exit status, or 128+signal.
-pub fn exit_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
+        _ => Ok(()),
     }
 }

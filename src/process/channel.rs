@@ -1,21 +1,30 @@
-//! The init → parent message pipe: "ready", or an error the user must see.
+//! The init → parent message channel: "ready", an fd for the parent (the seccomp
+//! listener), or an error the user must see.
 //!
-//! The pipe is CLOEXEC, so a successful execve closes it: EOF after "ready" means the
-//! user's program is running.
+//! It is a CLOEXEC unix socket (fds can ride along), so a successful execve closes it:
+//! EOF after "ready" means the user's program is running.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const READY: u8 = b'R';
 const ERROR: u8 = b'E';
+const FD: u8 = b'F';
 
 /// What the parent heard from the init.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Msg {
     Ready,
     Error(String),
+    /// An fd the parent must pass on (the seccomp notify listener).
+    Fd(OwnedFd),
     /// The init died or exec'd without another word.
     Eof,
+}
+
+/// The channel: (parent's end, child's end).
+pub fn channel() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    crate::fdpass::socketpair()
 }
 
 /// Both ends of a CLOEXEC pipe.
@@ -37,6 +46,11 @@ pub fn send_ready(fd: &OwnedFd) {
     write_all(fd, &[READY]);
 }
 
+/// Child side: hand `fd` to the parent.
+pub fn send_fd(chan: &OwnedFd, fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    crate::fdpass::send(chan.as_raw_fd(), &[FD], fd)
+}
+
 /// Child side: one error, length-prefixed so it cannot be confused with a later message.
 /// False if nobody is listening any more.
 pub fn send_error(fd: &OwnedFd, msg: &str) -> bool {
@@ -48,15 +62,20 @@ pub fn send_error(fd: &OwnedFd, msg: &str) -> bool {
 }
 
 /// Parent side: the next message.
-pub fn recv(fd: &OwnedFd) -> Msg {
-    let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+pub fn recv(chan: &OwnedFd) -> Msg {
+    let mut f =
+        std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(chan.as_raw_fd()) });
     let mut tag = [0u8; 1];
-    match f.read(&mut tag) {
-        Ok(1) => {}
+    let fd = match crate::fdpass::recv(chan.as_raw_fd(), &mut tag) {
+        Ok((1, fd)) => fd,
         _ => return Msg::Eof,
-    }
+    };
     match tag[0] {
         READY => Msg::Ready,
+        FD => match fd {
+            Some(fd) => Msg::Fd(fd),
+            None => Msg::Error("container init sent no fd with its fd message".into()),
+        },
         ERROR => {
             let mut len = [0u8; 4];
             if f.read_exact(&mut len).is_err() {

@@ -5,15 +5,15 @@
 //! stdio is CLOEXEC at execve, and the cwd is checked to lie inside the container
 //! (CVE-2024-21626).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
 use super::channel::{send_error, send_ready};
-use super::{InitPlan, ProcessPlan};
+use super::user::{self, os};
+use super::InitPlan;
 use crate::paths::Root;
-use crate::{capabilities, devices, mounts, namespaces, rootfs};
+use crate::{console, devices, mounts, namespaces, rootfs};
 
 /// File descriptors the init is handed by its parent.
 pub struct InitFds {
@@ -26,6 +26,8 @@ pub struct InitFds {
     /// The parent's state-dir lock: a flock is shared by every copy of the fd, so the
     /// init must drop its copy or no other command could run until it exits.
     pub lock: std::os::fd::RawFd,
+    /// Where the pty master goes, with process.terminal.
+    pub console: Option<OwnedFd>,
 }
 
 /// Run the init. `orig_mask` is the signal mask to restore before exec.
@@ -58,52 +60,12 @@ pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
         }
         unsafe { libc::_exit(1) };
     }
-    let argv = ptrs(&plan.process.args);
-    let envp = ptrs(&plan.process.env);
-    // The user's program starts with nothing blocked, whatever our caller blocked.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr())
-    };
-    let e = std::io::Error::last_os_error();
-    let msg = format!("exec {:?}: {e}", exe);
-    // `run` reads the channel and reports the error; after a plain `create` nobody does,
-    // so then (EPIPE, with SIGPIPE ignored now) it goes to the container's stderr.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    if !send_error(&fds.chan, &msg) {
-        eprintln!("strata: {msg}");
-    }
-    unsafe { libc::_exit(127) }
-}
-
-fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
-    v.iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
-}
-
-fn os(r: libc::c_int, what: &str) -> Result<()> {
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).context(what.to_string());
-    }
-    Ok(())
+    user::exec(&plan.process, &exe, &fds.chan)
 }
 
 fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<CString> {
-    unsafe {
-        // Rust ignores SIGPIPE by default; the container must get default dispositions.
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        libc::umask(0);
-    }
+    user::reset_signals(orig_mask);
+    unsafe { libc::umask(0) };
     let gate = CgroupGate {
         go: fds.go.as_raw_fd(),
         unshare: plan.ns.new_cgroup,
@@ -158,26 +120,14 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     rootfs::readonly_paths(&root, &plan.readonly_paths)?;
     drop(root);
     rootfs::enter(&plan.rootfs, plan.no_pivot)?;
+    if let Some(sock) = &fds.console {
+        // The pty comes from the container's own devpts, and becomes its /dev/console.
+        console::attach(sock.as_raw_fd(), plan.process.console_size, true)
+            .context("process.terminal")?;
+    }
     rootfs::finalize(plan.propagation, plan.readonly)?;
 
-    let p = &plan.process;
-    set_cwd(p)?;
-    identity(p)?;
-    let exe = find_exe(p)?;
-    unsafe { libc::umask(p.umask as libc::mode_t) };
-    // Every fd above the preserved ones closes at exec: nothing of the runtime leaks.
-    let first = 3 + p.preserve_fds;
-    const CLOSE_RANGE_CLOEXEC: u32 = 4;
-    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0 {
-        mark_cloexec_fallback(first as i32);
-    }
-    for fd in 3..first as i32 {
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("--preserve-fds: fd {fd} is not open"));
-        }
-    }
-    Ok(exe)
+    user::prepare(&plan.process, &fds.chan)
 }
 
 /// The parent places the init in its cgroups while the init builds the rootfs; only the
@@ -206,112 +156,4 @@ impl CgroupGate {
         }
         Ok(())
     }
-}
-
-fn mark_cloexec_fallback(first: i32) {
-    // Not /proc/self/fd: after pivot_root that is whatever the image put at /proc.
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let max = lim.rlim_cur.min(1 << 20) as i32;
-    for fd in first..max {
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-}
-
-fn set_cwd(p: &ProcessPlan) -> Result<()> {
-    let c = CString::new(p.cwd.as_os_str().as_bytes())?;
-    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("process.cwd {}", p.cwd.display()));
-    }
-    // A cwd reached through a leaked host fd reads back as "(unreachable)/..." (CVE-2024-21626).
-    let mut buf = [0u8; 4096];
-    let r = unsafe { libc::getcwd(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if r.is_null() || buf[0] != b'/' {
-        bail!(
-            "process.cwd {}: lies outside the container",
-            p.cwd.display()
-        );
-    }
-    Ok(())
-}
-
-fn identity(p: &ProcessPlan) -> Result<()> {
-    for (res, soft, hard, name) in &p.rlimits {
-        let lim = libc::rlimit {
-            rlim_cur: *soft,
-            rlim_max: *hard,
-        };
-        if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("process.rlimits: {name} soft={soft} hard={hard}"));
-        }
-    }
-    capabilities::drop_bounding(p.caps.bounding, p.last_cap)
-        .context("drop bounding capabilities")?;
-    os(
-        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) },
-        "keep capabilities",
-    )?;
-    os(
-        unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) },
-        "process.user.additionalGids: setgroups",
-    )?;
-    os(
-        unsafe { libc::setresgid(p.gid, p.gid, p.gid) },
-        &format!("process.user.gid {}", p.gid),
-    )?;
-    os(
-        unsafe { libc::setresuid(p.uid, p.uid, p.uid) },
-        &format!("process.user.uid {}", p.uid),
-    )?;
-    os(
-        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) },
-        "clear keep capabilities",
-    )?;
-    // A uid change resets dumpability to fs.suid_dumpable; we must stay non-dumpable
-    // (CVE-2016-9962) until execve.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if !capabilities::apply(&p.caps).context("set capabilities")? {
-        tracing::warn!("could not raise every ambient capability (they must also be permitted and inheritable)");
-    }
-    if p.no_new_privs {
-        os(
-            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
-            "set no_new_privs",
-        )?;
-    }
-    Ok(())
-}
-
-/// args[0] resolved in the container, as execvp would, so a bad program fails `create`.
-fn find_exe(p: &ProcessPlan) -> Result<CString> {
-    let arg0 = p.args[0].to_string_lossy();
-    let mut last_err = None;
-    for cand in &p.candidates {
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::stat(cand.as_ptr(), &mut st) } != 0 {
-            last_err = Some(std::io::Error::last_os_error());
-            continue;
-        }
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            last_err = Some(std::io::Error::from_raw_os_error(libc::EISDIR));
-            continue;
-        }
-        if unsafe { libc::access(cand.as_ptr(), libc::X_OK) } != 0 {
-            last_err = Some(std::io::Error::last_os_error());
-            continue;
-        }
-        return Ok(cand.clone());
-    }
-    if arg0.contains('/') {
-        bail!(
-            "process.args[0] {arg0:?}: {}",
-            last_err.map(|e| e.to_string()).unwrap_or_default()
-        );
-    }
-    bail!("process.args[0] {arg0:?}: executable file not found in $PATH");
 }

@@ -4,6 +4,9 @@
 pub mod channel;
 pub mod clone;
 pub mod init;
+pub mod join;
+pub mod user;
+pub mod wait;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{PosixRlimitType, Process, Spec};
@@ -35,6 +38,12 @@ pub struct ProcessPlan {
     pub oom_score_adj: Option<i32>,
     /// fds 3..3+N stay open across exec (`--preserve-fds`).
     pub preserve_fds: u32,
+    /// process.terminal: stdio is a pty whose master goes to the console socket.
+    pub terminal: bool,
+    /// process.consoleSize as (rows, columns).
+    pub console_size: Option<(u16, u16)>,
+    /// linux.seccomp, compiled.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 /// Everything the init does, in the order it does it.
@@ -141,6 +150,14 @@ impl ProcessPlan {
             no_new_privs: p.no_new_privileges().unwrap_or(false),
             oom_score_adj: p.oom_score_adj(),
             preserve_fds: 0,
+            terminal: p.terminal().unwrap_or(false),
+            console_size: p.console_size().map(|b| {
+                (
+                    b.height().min(u16::MAX as u64) as u16,
+                    b.width().min(u16::MAX as u64) as u16,
+                )
+            }),
+            seccomp: None,
         })
     }
 }
@@ -156,7 +173,13 @@ impl InitPlan {
         cgroup_mount: CgroupMount,
     ) -> Result<InitPlan> {
         let linux = spec.linux().clone().unwrap_or_default();
-        let process = ProcessPlan::from_spec(spec.process().as_ref().context("process missing")?)?;
+        let mut process =
+            ProcessPlan::from_spec(spec.process().as_ref().context("process missing")?)?;
+        process.seccomp = linux
+            .seccomp()
+            .as_ref()
+            .map(crate::seccomp::compile)
+            .transpose()?;
         let mounts = crate::mounts::plan(spec.mounts().as_deref().unwrap_or(&[]), bundle)?;
         let ptmx = mounts.iter().any(|m| m.dest == Path::new("/dev/pts"));
         let devices = crate::devices::plan(linux.devices().as_deref().unwrap_or(&[]))?;

@@ -1,0 +1,227 @@
+//! The last steps before the user's program runs, shared by a container's init and by
+//! `exec`: cwd, identity (rlimits, ids, capabilities), seccomp, fds, execve.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+
+use super::channel::{send_error, send_fd};
+use super::ProcessPlan;
+use crate::capabilities;
+
+/// First thing after clone: default signal dispositions (Rust ignores SIGPIPE; the
+/// container must not inherit that) and the caller's mask back; never dumpable.
+pub fn reset_signals(orig_mask: &libc::sigset_t) {
+    unsafe {
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// Everything up to execve that may fail with a message for the user; returns the
+/// program to run.
+pub fn prepare(p: &ProcessPlan, chan: &OwnedFd) -> Result<CString> {
+    set_cwd(p)?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which identity() drops;
+    // a notify listener must reach the parent while it still listens. Otherwise the
+    // filter waits until right before execve, so that only the user's program runs under it.
+    if let Some(f) = p
+        .seccomp
+        .as_ref()
+        .filter(|f| !p.no_new_privs || f.listener.is_some())
+    {
+        load_seccomp(f, chan)?;
+    }
+    identity(p)?;
+    let exe = find_exe(p)?;
+    unsafe { libc::umask(p.umask as libc::mode_t) };
+    // Every fd above the preserved ones closes at exec: nothing of the runtime leaks.
+    let first = 3 + p.preserve_fds;
+    const CLOSE_RANGE_CLOEXEC: u32 = 4;
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0 {
+        mark_cloexec_fallback(first as i32);
+    }
+    for fd in 3..first as i32 {
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("--preserve-fds: fd {fd} is not open"));
+        }
+    }
+    Ok(exe)
+}
+
+fn load_seccomp(f: &crate::seccomp::Filter, chan: &OwnedFd) -> Result<()> {
+    let listener = f
+        .load()
+        .context("load the seccomp filter (linux.seccomp)")?;
+    if let Some(fd) = listener {
+        let sent = send_fd(chan, fd);
+        unsafe { libc::close(fd) };
+        sent.context("hand the seccomp listener fd to the runtime")?;
+    }
+    Ok(())
+}
+
+/// Run the user's program: unblock signals, load a late seccomp filter, execve. On
+/// failure the error goes to whoever still listens on `chan`, else to stderr.
+pub fn exec(p: &ProcessPlan, exe: &CString, chan: &OwnedFd) -> ! {
+    let argv = ptrs(&p.args);
+    let envp = ptrs(&p.env);
+    // The user program starts with nothing blocked, whatever our caller blocked.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    let mut msg = None;
+    if let Some(f) = p
+        .seccomp
+        .as_ref()
+        .filter(|f| p.no_new_privs && f.listener.is_none())
+    {
+        if let Err(e) = f.load() {
+            msg = Some(format!("load the seccomp filter (linux.seccomp): {e}"));
+        }
+    }
+    if msg.is_none() {
+        unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = std::io::Error::last_os_error();
+        msg = Some(format!("exec {:?}: {e}", exe));
+    }
+    let msg = msg.unwrap_or_default();
+    // `run` and `exec` read the channel and report the error; after a plain `create`
+    // nobody does, so then (EPIPE, with SIGPIPE ignored now) it goes to the container's stderr.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    if !send_error(chan, &msg) {
+        eprintln!("strata: {msg}");
+    }
+    unsafe { libc::_exit(127) }
+}
+
+pub(crate) fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+pub(crate) fn os(r: libc::c_int, what: &str) -> Result<()> {
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context(what.to_string());
+    }
+    Ok(())
+}
+
+fn mark_cloexec_fallback(first: i32) {
+    // Not /proc/self/fd: after pivot_root that is whatever the image put at /proc.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let max = lim.rlim_cur.min(1 << 20) as i32;
+    for fd in first..max {
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+fn set_cwd(p: &ProcessPlan) -> Result<()> {
+    let c = CString::new(p.cwd.as_os_str().as_bytes())?;
+    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("process.cwd {}", p.cwd.display()));
+    }
+    // A cwd reached through a leaked host fd reads back as "(unreachable)/..." (CVE-2024-21626).
+    let mut buf = [0u8; 4096];
+    let r = unsafe { libc::getcwd(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r.is_null() || buf[0] != b'/' {
+        bail!(
+            "process.cwd {}: lies outside the container",
+            p.cwd.display()
+        );
+    }
+    Ok(())
+}
+
+fn identity(p: &ProcessPlan) -> Result<()> {
+    for (res, soft, hard, name) in &p.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: *soft,
+            rlim_max: *hard,
+        };
+        if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("process.rlimits: {name} soft={soft} hard={hard}"));
+        }
+    }
+    capabilities::drop_bounding(p.caps.bounding, p.last_cap)
+        .context("drop bounding capabilities")?;
+    os(
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) },
+        "keep capabilities",
+    )?;
+    os(
+        unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) },
+        "process.user.additionalGids: setgroups",
+    )?;
+    os(
+        unsafe { libc::setresgid(p.gid, p.gid, p.gid) },
+        &format!("process.user.gid {}", p.gid),
+    )?;
+    os(
+        unsafe { libc::setresuid(p.uid, p.uid, p.uid) },
+        &format!("process.user.uid {}", p.uid),
+    )?;
+    os(
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) },
+        "clear keep capabilities",
+    )?;
+    // A uid change resets dumpability to fs.suid_dumpable; we must stay non-dumpable
+    // (CVE-2016-9962) until execve.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if !capabilities::apply(&p.caps).context("set capabilities")? {
+        tracing::warn!("could not raise every ambient capability (they must also be permitted and inheritable)");
+    }
+    if p.no_new_privs {
+        os(
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+            "set no_new_privs",
+        )?;
+    }
+    Ok(())
+}
+
+/// args[0] resolved in the container, as execvp would, so a bad program fails `create`.
+fn find_exe(p: &ProcessPlan) -> Result<CString> {
+    let arg0 = p.args[0].to_string_lossy();
+    let mut last_err = None;
+    for cand in &p.candidates {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::stat(cand.as_ptr(), &mut st) } != 0 {
+            last_err = Some(std::io::Error::last_os_error());
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            last_err = Some(std::io::Error::from_raw_os_error(libc::EISDIR));
+            continue;
+        }
+        if unsafe { libc::access(cand.as_ptr(), libc::X_OK) } != 0 {
+            last_err = Some(std::io::Error::last_os_error());
+            continue;
+        }
+        return Ok(cand.clone());
+    }
+    if arg0.contains('/') {
+        bail!(
+            "process.args[0] {arg0:?}: {}",
+            last_err.map(|e| e.to_string()).unwrap_or_default()
+        );
+    }
+    bail!("process.args[0] {arg0:?}: executable file not found in $PATH");
+}

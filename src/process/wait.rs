@@ -1,0 +1,35 @@
+//! Waiting for a foreground process (`run`, `exec`): forward signals, reap, exit code.
+
+/// Wait for `pid` with every signal blocked: forward each to the init; on SIGCHLD reap.
+/// SIGCHLD was blocked since before clone, so an instant exit is never missed.
+pub fn wait_forwarding(pid: libc::pid_t, orig_mask: &libc::sigset_t) -> i32 {
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::sigfillset(&mut all) };
+    let code = loop {
+        let mut status = 0;
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break exit_code(status);
+        }
+        if r < 0 {
+            break 255;
+        }
+        let sig = unsafe { libc::sigwaitinfo(&all, std::ptr::null_mut()) };
+        if sig > 0 && sig != libc::SIGCHLD {
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut()) };
+    code
+}
+
+/// Shell convention: the exit status, or 128+signal.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
