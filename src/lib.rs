@@ -6,6 +6,7 @@ pub mod cli;
 pub mod container;
 pub mod devices;
 pub mod exeseal;
+pub mod hooks;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;

@@ -77,7 +77,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if process.terminal() == Some(true) {
         bail!("config.json: process.terminal: true needs --console-socket, which this strata does not support yet; set it to false");
     }
-    // Fail closed: a profile or hook the user asked for and we would silently skip is a
+    // Fail closed: a profile the user asked for and we would silently skip is a
     // security hole (docker and containerd always send a seccomp profile).
     let mut unsupported: Vec<&str> = Vec::new();
     if process
@@ -99,9 +99,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     if process.io_priority().is_some() {
         unsupported.push("process.ioPriority");
-    }
-    if spec.hooks().is_some() {
-        unsupported.push("hooks");
     }
     if let Some(linux) = spec.linux() {
         for (set, name) in [
@@ -138,6 +135,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
         {
             bail!("config.json: linux.namespaces: user namespaces are not supported yet");
         }
+    }
+    if let Some(h) = spec.hooks() {
+        crate::hooks::validate(h)?;
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::cgroups::{self, CgroupMount};
+use crate::hooks::{self, Kind};
 use crate::process::channel::{self, Msg};
 use crate::process::{clone::clone_fork, init, InitPlan};
 use crate::state::{ContainerState, StateDir};
@@ -129,6 +130,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         cgroup_paths: placement.paths.clone(),
         oci_version: spec.version().clone(),
         own_pid_ns: false,
+        hooks: spec.hooks().clone(),
     };
     sd.save(&st)?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
@@ -137,6 +139,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     plan.new_keyring = (!o.no_new_keyring)
         .then(|| CString::new(format!("_ses.{}", o.id)))
         .transpose()?;
+    plan.hooks = hooks::InitHooks::new(st.hooks.as_ref(), &st);
 
     let fifo = mkfifo(&sd.fifo_path())?;
     let (chan_r, chan_w) = channel::pipe()?;
@@ -190,10 +193,21 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         return Err(e);
     }
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
-    match channel::recv(&chan_r) {
+    let mut msg = channel::recv(&chan_r);
+    if msg == Msg::Hooks {
+        // The init waits before pivot_root; on error, `undo` kills it.
+        let state = hooks::State::new(&st, pid);
+        for kind in [Kind::Prestart, Kind::CreateRuntime] {
+            hooks::run(kind, hooks::of(st.hooks.as_ref(), kind), &state)?;
+        }
+        unsafe { libc::write(go_w.as_raw_fd(), b"h".as_ptr() as *const libc::c_void, 1) };
+        msg = channel::recv(&chan_r);
+    }
+    match msg {
         Msg::Ready => {}
         Msg::Error(m) => bail!("container init: {m}"),
         Msg::Eof => bail!("container init exited during setup without a message"),
+        Msg::Hooks => bail!("container init asked twice for the runtime's hooks"),
     }
     let pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)

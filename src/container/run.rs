@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 
 use super::create::{create, CreateOpts, Created};
 use super::delete::destroy;
+use crate::hooks::{self, Kind};
 use crate::process::channel::{recv, Msg};
 use crate::state::StateDir;
 
@@ -22,6 +23,12 @@ pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
         }
         return Err(e);
     }
+    let st = &c.state;
+    hooks::run_warn(
+        Kind::Poststart,
+        hooks::of(st.hooks.as_ref(), Kind::Poststart),
+        &hooks::State::new(st, pid),
+    );
     if detach {
         return Ok(0);
     }
@@ -43,7 +50,7 @@ fn release(c: &Created, o: &CreateOpts) -> Result<()> {
     let _ = std::fs::remove_file(o.root.join(&o.id).join(crate::state::EXEC_FIFO));
     match recv(&c.chan) {
         Msg::Error(m) => bail!("container init: {m}"),
-        Msg::Eof | Msg::Ready => Ok(()),
+        Msg::Eof | Msg::Ready | Msg::Hooks => Ok(()),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The init → parent message pipe: "ready", or an error the user must see.
+//! The init → parent message pipe: "ready", "run the runtime's hooks", or an error the
+//! user must see.
 //!
 //! The pipe is CLOEXEC, so a successful execve closes it: EOF after "ready" means the
 //! user's program is running.
@@ -8,11 +9,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const READY: u8 = b'R';
 const ERROR: u8 = b'E';
+const HOOKS: u8 = b'H';
 
 /// What the parent heard from the init.
 #[derive(Debug, PartialEq)]
 pub enum Msg {
     Ready,
+    /// Run the prestart and createRuntime hooks, then send a byte on "go".
+    Hooks,
     Error(String),
     /// The init died or exec'd without another word.
     Eof,
@@ -37,6 +41,11 @@ pub fn send_ready(fd: &OwnedFd) {
     write_all(fd, &[READY]);
 }
 
+/// Child side: ask the parent to run its hooks.
+pub fn send_hooks(fd: &OwnedFd) {
+    write_all(fd, &[HOOKS]);
+}
+
 /// Child side: one error, length-prefixed so it cannot be confused with a later message.
 /// False if nobody is listening any more.
 pub fn send_error(fd: &OwnedFd, msg: &str) -> bool {
@@ -57,6 +66,7 @@ pub fn recv(fd: &OwnedFd) -> Msg {
     }
     match tag[0] {
         READY => Msg::Ready,
+        HOOKS => Msg::Hooks,
         ERROR => {
             let mut len = [0u8; 4];
             if f.read_exact(&mut len).is_err() {
