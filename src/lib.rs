@@ -8,6 +8,7 @@ pub mod container;
 pub mod devices;
 pub mod exeseal;
 pub mod fdpass;
+pub mod hooks;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;

@@ -74,7 +74,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
             process.cwd()
         );
     }
-    // Fail closed: a profile or hook the user asked for and we would silently skip is a
+    // Fail closed: a profile the user asked for and we would silently skip is a
     // security hole (docker and containerd always send a seccomp profile).
     let mut unsupported: Vec<&str> = Vec::new();
     if process
@@ -96,9 +96,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     if process.io_priority().is_some() {
         unsupported.push("process.ioPriority");
-    }
-    if spec.hooks().is_some() {
-        unsupported.push("hooks");
     }
     if let Some(linux) = spec.linux() {
         for (set, name) in [
@@ -134,6 +131,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
         {
             bail!("config.json: linux.namespaces: user namespaces are not supported yet");
         }
+    }
+    if let Some(h) = spec.hooks() {
+        crate::hooks::validate(h)?;
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {

@@ -64,6 +64,10 @@ pub struct ContainerState {
     /// True when the container has its own pid namespace (its processes die with init).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// config.json's hooks: poststart and poststop run from here, as the bundle may
+    /// have changed since create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The state dir of one container, held locked for the life of this value.

@@ -95,13 +95,6 @@ fn unenforced_security_fields_are_refused() {
             }),
         ),
         (
-            "hooks",
-            "hooks",
-            Box::new(|c| {
-                c["hooks"] = json!({"prestart": [{"path": "/bin/true", "args": ["true"]}]})
-            }),
-        ),
-        (
             "personality",
             "linux.personality",
             Box::new(|c| c["linux"]["personality"] = json!({"domain": "LINUX"})),

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::cgroups::{self, CgroupMount};
+use crate::hooks::{self, Kind};
 use crate::process::channel::{self, Msg};
 use crate::process::{clone::clone_fork, init, InitPlan};
 use crate::state::{ContainerState, StateDir};
@@ -135,6 +136,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         cgroup_paths: placement.paths.clone(),
         oci_version: spec.version().clone(),
         own_pid_ns: false,
+        hooks: spec.hooks().clone(),
     };
     sd.save(&st)?;
     let saved = sd.dir.join(super::exec::SAVED_CONFIG);
@@ -146,6 +148,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     plan.new_keyring = (!o.no_new_keyring)
         .then(|| CString::new(format!("_ses.{}", o.id)))
         .transpose()?;
+    plan.hooks = hooks::InitHooks::new(st.hooks.as_ref(), &st);
 
     // The pty master goes to the caller's socket, or to us to proxy in the foreground.
     let (console_child, console_ours) = console_socket(
@@ -207,8 +210,18 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     }
     drop(console_child);
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
+    let mut msg = channel::recv(&chan_r);
+    if matches!(msg, Msg::Hooks) {
+        // The init waits before pivot_root; on error, `undo` kills it.
+        let state = hooks::State::new(&st, pid);
+        for kind in [Kind::Prestart, Kind::CreateRuntime] {
+            hooks::run(kind, hooks::of(st.hooks.as_ref(), kind), &state)?;
+        }
+        unsafe { libc::write(go_w.as_raw_fd(), b"h".as_ptr() as *const libc::c_void, 1) };
+        msg = channel::recv(&chan_r);
+    }
     loop {
-        match channel::recv(&chan_r) {
+        match msg {
             Msg::Ready => break,
             Msg::Fd(fd) => {
                 let Some((path, meta)) = plan
@@ -227,7 +240,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             }
             Msg::Error(m) => bail!("container init: {m}"),
             Msg::Eof => bail!("container init exited during setup without a message"),
+            Msg::Hooks => bail!("container init asked twice for the runtime's hooks"),
         }
+        msg = channel::recv(&chan_r);
     }
     let pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::status::{alive, status, Status};
+use crate::hooks::{self, Kind};
 use crate::state::{ContainerState, StateDir};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
@@ -52,7 +53,10 @@ pub fn destroy(sd: StateDir, st: &ContainerState) -> Result<()> {
         }
     }
     crate::cgroups::remove(&st.cgroup_dirs);
-    sd.remove()
+    sd.remove()?;
+    let poststop = hooks::of(st.hooks.as_ref(), Kind::Poststop);
+    hooks::run_warn(Kind::Poststop, poststop, &hooks::State::new(st, st.pid));
+    Ok(())
 }
 
 fn kill_all(st: &ContainerState) {

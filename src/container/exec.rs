@@ -242,6 +242,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 }
             }
             Msg::Error(m) => return kill(anyhow::anyhow!("exec: {m}")),
+            Msg::Hooks => return kill(anyhow::anyhow!("exec process sent a hooks request")),
         }
     }
     if let Some(p) = &o.pid_file {

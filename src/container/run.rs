@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 
 use super::create::{create, CreateOpts, Created};
 use super::delete::destroy;
+use crate::hooks::{self, Kind};
 use crate::process::channel::{recv, Msg};
 use crate::process::wait::wait_forwarding;
 use crate::state::StateDir;
@@ -23,6 +24,12 @@ pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
         }
         return Err(e);
     }
+    let st = &c.state;
+    hooks::run_warn(
+        Kind::Poststart,
+        hooks::of(st.hooks.as_ref(), Kind::Poststart),
+        &hooks::State::new(st, pid),
+    );
     if detach {
         return Ok(0);
     }

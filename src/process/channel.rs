@@ -1,5 +1,5 @@
-//! The init → parent message channel: "ready", an fd for the parent (the seccomp
-//! listener), or an error the user must see.
+//! The init → parent message channel: "ready", "run the runtime's hooks", an fd for
+//! the parent (the seccomp listener), or an error the user must see.
 //!
 //! It is a CLOEXEC unix socket (fds can ride along), so a successful execve closes it:
 //! EOF after "ready" means the user's program is running.
@@ -10,11 +10,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const READY: u8 = b'R';
 const ERROR: u8 = b'E';
 const FD: u8 = b'F';
+const HOOKS: u8 = b'H';
 
 /// What the parent heard from the init.
 #[derive(Debug)]
 pub enum Msg {
     Ready,
+    /// Run the prestart and createRuntime hooks, then send a byte on "go".
+    Hooks,
     Error(String),
     /// An fd the parent must pass on (the seccomp notify listener).
     Fd(OwnedFd),
@@ -51,6 +54,11 @@ pub fn send_fd(chan: &OwnedFd, fd: std::os::fd::RawFd) -> std::io::Result<()> {
     crate::fdpass::send(chan.as_raw_fd(), &[FD], fd)
 }
 
+/// Child side: ask the parent to run its hooks.
+pub fn send_hooks(fd: &OwnedFd) {
+    write_all(fd, &[HOOKS]);
+}
+
 /// Child side: one error, length-prefixed so it cannot be confused with a later message.
 /// False if nobody is listening any more.
 pub fn send_error(fd: &OwnedFd, msg: &str) -> bool {
@@ -76,6 +84,7 @@ pub fn recv(chan: &OwnedFd) -> Msg {
             Some(fd) => Msg::Fd(fd),
             None => Msg::Error("container init sent no fd with its fd message".into()),
         },
+        HOOKS => Msg::Hooks,
         ERROR => {
             let mut len = [0u8; 4];
             if f.read_exact(&mut len).is_err() {

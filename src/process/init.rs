@@ -9,9 +9,10 @@ use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::channel::{send_error, send_ready};
+use super::channel::{send_error, send_hooks, send_ready};
 use super::user::{self, os};
 use super::InitPlan;
+use crate::hooks::{self, Kind};
 use crate::paths::Root;
 use crate::{console, devices, mounts, namespaces, rootfs};
 
@@ -33,7 +34,12 @@ pub struct InitFds {
 /// Run the init. `orig_mask` is the signal mask to restore before exec.
 pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
     unsafe { libc::close(fds.lock) };
-    let exe = match setup(plan, &fds, orig_mask) {
+    // Hooks see the pid `strata state` shows; /proc is still the runtime's here.
+    let hook_state = plan.hooks.state.as_ref().map(|s| hooks::State {
+        pid: runtime_pid(),
+        ..s.clone()
+    });
+    let exe = match setup(plan, &fds, orig_mask, hook_state.as_ref()) {
         Ok(exe) => exe,
         Err(e) => {
             send_error(&fds.chan, &format!("{e:#}"));
@@ -60,10 +66,49 @@ pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
         }
         unsafe { libc::_exit(1) };
     }
-    user::exec(&plan.process, &exe, &fds.chan)
+    if let Some(s) = &hook_state {
+        if let Err(e) = hooks::run(Kind::StartContainer, &plan.hooks.start_container, s) {
+            report_late(&fds, &format!("{e:#}"));
+            unsafe { libc::_exit(1) }
+        }
+    }
+    let msg = user::exec(&plan.process, &exe);
+    report_late(&fds, &msg);
+    unsafe { libc::_exit(127) }
 }
 
-fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<CString> {
+/// An error after `start` released us. `run` reads the channel and reports it; after a
+/// plain `create` nobody does, so then (EPIPE, with SIGPIPE ignored now) it goes to the
+/// container's stderr, and into the exec fifo for a `start` that watches it.
+fn report_late(fds: &InitFds, msg: &str) {
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    if !send_error(&fds.chan, msg) {
+        eprintln!("strata: {msg}");
+        // One atomic write (≤ PIPE_BUF) that never blocks on an empty fifo.
+        let m = &msg.as_bytes()[..msg.len().min(libc::PIPE_BUF)];
+        unsafe {
+            libc::write(
+                fds.fifo.as_raw_fd(),
+                m.as_ptr() as *const libc::c_void,
+                m.len(),
+            )
+        };
+    }
+}
+
+fn runtime_pid() -> i32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or_else(|| unsafe { libc::getpid() })
+}
+
+fn setup(
+    plan: &InitPlan,
+    fds: &InitFds,
+    orig_mask: &libc::sigset_t,
+    hook_state: Option<&hooks::State>,
+) -> Result<CString> {
     user::reset_signals(orig_mask);
     unsafe { libc::umask(0) };
     let gate = CgroupGate {
@@ -115,6 +160,7 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     }
     gate.pass()?;
     devices::create(&root, &plan.devices, plan.ptmx)?;
+    hooks_before_pivot(plan, fds, hook_state)?;
     rootfs::write_sysctls(&root, &plan.sysctl)?;
     rootfs::mask_paths(&root, &plan.masked)?;
     rootfs::readonly_paths(&root, &plan.readonly_paths)?;
@@ -128,6 +174,24 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     rootfs::finalize(plan.propagation, plan.readonly)?;
 
     user::prepare(&plan.process, &fds.chan)
+}
+
+/// prestart and createRuntime hooks run in the parent, createContainer ones here: after
+/// the mounts, before pivot_root, and (as in runc) before sysctls, which may name an
+/// interface a hook made.
+fn hooks_before_pivot(plan: &InitPlan, fds: &InitFds, state: Option<&hooks::State>) -> Result<()> {
+    if plan.hooks.ask_parent {
+        send_hooks(&fds.chan);
+        let mut b = [0u8; 1];
+        if unsafe { libc::read(fds.go.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
+            // A hook failed: the parent reports it and kills us.
+            unsafe { libc::_exit(1) };
+        }
+    }
+    if let Some(s) = state {
+        hooks::run(Kind::CreateContainer, &plan.hooks.create_container, s)?;
+    }
+    Ok(())
 }
 
 /// The parent places the init in its cgroups while the init builds the rootfs; only the

@@ -33,7 +33,10 @@ pub fn run(p: &ProcessPlan, ns: &NsFds, fds: JoinFds, orig_mask: &libc::sigset_t
             unsafe { libc::_exit(1) }
         }
     };
-    user::exec(p, &exe, &fds.chan)
+    let msg = user::exec(p, &exe);
+    // `exec` in the foreground or not, our parent is still listening.
+    send_error(&fds.chan, &msg);
+    unsafe { libc::_exit(127) }
 }
 
 fn setup(p: &ProcessPlan, ns: &NsFds, fds: &JoinFds) -> Result<CString> {

@@ -65,6 +65,7 @@ pub struct InitPlan {
     pub process: ProcessPlan,
     /// Name of the new session keyring to join (None with `--no-new-keyring`).
     pub new_keyring: Option<CString>,
+    pub hooks: crate::hooks::InitHooks,
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
@@ -217,6 +218,7 @@ impl InitPlan {
             cgroup_mount,
             process,
             new_keyring: None,
+            hooks: Default::default(),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
-use super::channel::{send_error, send_fd};
+use super::channel::send_fd;
 use super::ProcessPlan;
 use crate::capabilities;
 
@@ -68,9 +68,9 @@ fn load_seccomp(f: &crate::seccomp::Filter, chan: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// Run the user's program: unblock signals, load a late seccomp filter, execve. On
-/// failure the error goes to whoever still listens on `chan`, else to stderr.
-pub fn exec(p: &ProcessPlan, exe: &CString, chan: &OwnedFd) -> ! {
+/// Run the user's program: unblock signals, load a late seccomp filter, execve. Returns
+/// only on failure, with the message for the caller to report.
+pub fn exec(p: &ProcessPlan, exe: &CString) -> String {
     let argv = ptrs(&p.args);
     let envp = ptrs(&p.env);
     // The user program starts with nothing blocked, whatever our caller blocked.
@@ -79,29 +79,18 @@ pub fn exec(p: &ProcessPlan, exe: &CString, chan: &OwnedFd) -> ! {
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
-    let mut msg = None;
     if let Some(f) = p
         .seccomp
         .as_ref()
         .filter(|f| p.no_new_privs && f.listener.is_none())
     {
         if let Err(e) = f.load() {
-            msg = Some(format!("load the seccomp filter (linux.seccomp): {e}"));
+            return format!("load the seccomp filter (linux.seccomp): {e}");
         }
     }
-    if msg.is_none() {
-        unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        let e = std::io::Error::last_os_error();
-        msg = Some(format!("exec {:?}: {e}", exe));
-    }
-    let msg = msg.unwrap_or_default();
-    // `run` and `exec` read the channel and report the error; after a plain `create`
-    // nobody does, so then (EPIPE, with SIGPIPE ignored now) it goes to the container's stderr.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    if !send_error(chan, &msg) {
-        eprintln!("strata: {msg}");
-    }
-    unsafe { libc::_exit(127) }
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    format!("exec {:?}: {e}", exe)
 }
 
 pub(crate) fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
