@@ -83,37 +83,14 @@ fn unenforced_security_fields_are_refused() {
             }),
         ),
         (
-            "apparmor",
-            "process.apparmorProfile",
-            Box::new(|c| c["process"]["apparmorProfile"] = json!("docker-default")),
-        ),
-        (
-            "selinux",
-            "process.selinuxLabel",
-            Box::new(|c| {
-                c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0:c1,c2")
-            }),
-        ),
-        (
             "hooks",
             "hooks",
             Box::new(|c| {
                 c["hooks"] = json!({"prestart": [{"path": "/bin/true", "args": ["true"]}]})
             }),
         ),
-        (
-            "personality",
-            "linux.personality",
-            Box::new(|c| c["linux"]["personality"] = json!({"domain": "LINUX"})),
-        ),
-        (
-            "mountlabel",
-            "linux.mountLabel",
-            Box::new(|c| {
-                c["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0:c1,c2")
-            }),
-        ),
     ];
+    // AppArmor / SELinux labels, personality: tests/attrs.rs.
     for (tag, field, edit) in &cases {
         let b = t.bundle(tag, &["true"], |c| edit(c));
         create_fails(&t, &t.id(tag), &b, &[field, "not supported"]);

@@ -112,6 +112,7 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     for (fd, t, name) in &plan.ns.join {
         namespaces::join(fd, *t, name)?;
     }
+    plan.attrs.enter_time_ns()?;
     if let Some(name) = &plan.new_keyring {
         // A private session keyring, so the container cannot read the caller's keys.
         // Kernels without keyrings (ENOSYS) simply have nothing to leak.
@@ -162,6 +163,7 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
 
     let p = &plan.process;
     set_cwd(p)?;
+    plan.attrs.apply()?;
     identity(p)?;
     let exe = find_exe(p)?;
     unsafe { libc::umask(p.umask as libc::mode_t) };

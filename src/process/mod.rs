@@ -1,6 +1,7 @@
 //! The container's init process: the plan built from config.json in the parent, the
 //! clone that starts it, and (in [`init`]) what the child does before it execs.
 
+pub mod attrs;
 pub mod channel;
 pub mod clone;
 pub mod init;
@@ -56,6 +57,8 @@ pub struct InitPlan {
     pub process: ProcessPlan,
     /// Name of the new session keyring to join (None with `--no-new-keyring`).
     pub new_keyring: Option<CString>,
+    /// I/O priority, scheduler, personality, memory policy, time namespace, LSM labels.
+    pub attrs: attrs::Attrs,
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
@@ -157,7 +160,7 @@ impl InitPlan {
     ) -> Result<InitPlan> {
         let linux = spec.linux().clone().unwrap_or_default();
         let process = ProcessPlan::from_spec(spec.process().as_ref().context("process missing")?)?;
-        let mounts = crate::mounts::plan(spec.mounts().as_deref().unwrap_or(&[]), bundle)?;
+        let mounts = crate::mounts::plan(&crate::lsm::labeled_mounts(spec)?, bundle)?;
         let ptmx = mounts.iter().any(|m| m.dest == Path::new("/dev/pts"));
         let devices = crate::devices::plan(linux.devices().as_deref().unwrap_or(&[]))?;
         let propagation = match linux.rootfs_propagation().as_deref() {
@@ -173,6 +176,7 @@ impl InitPlan {
         if (hostname.is_some() || domainname.is_some()) && !ns.uts {
             bail!("config.json: hostname/domainname need the container's own uts namespace (add {{\"type\": \"uts\"}} to linux.namespaces)");
         }
+        let attrs = attrs::Attrs::plan(spec, &ns)?;
         Ok(InitPlan {
             rootfs,
             readonly: spec
@@ -194,6 +198,7 @@ impl InitPlan {
             cgroup_mount,
             process,
             new_keyring: None,
+            attrs,
         })
     }
 }
