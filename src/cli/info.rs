@@ -1,4 +1,4 @@
-//! state, list, spec: read-only commands and their output formats.
+//! state, list, spec, features: read-only commands and their output formats.
 
 use anyhow::Result;
 use clap::Args;
@@ -72,5 +72,13 @@ pub fn list(g: &Global, a: ListArgs) -> Result<i32> {
 
 pub fn spec(a: SpecArgs) -> Result<i32> {
     crate::spec::write_default(&a.bundle, a.rootless)?;
+    Ok(0)
+}
+
+pub fn features() -> Result<i32> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&crate::features::features())?
+    );
     Ok(0)
 }

@@ -69,6 +69,8 @@ pub enum Cmd {
     Update(cgroup::UpdateArgs),
     /// Print resource stats (--stats) or stream stats and OOM events
     Events(cgroup::EventsArgs),
+    /// Print the features this runtime implements, as JSON
+    Features,
 }
 
 impl Cmd {
@@ -114,6 +116,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Ps(a) => cgroup::run_ps(&g, a),
         Cmd::Update(a) => cgroup::run_update(&g, a),
         Cmd::Events(a) => cgroup::run_events(&g, a),
+        Cmd::Features => info::features(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::create::{console_socket, write_pid_file};
 use super::status::{alive, status, Status};
+use crate::process::attrs::Attrs;
 use crate::process::channel::{self, Msg};
 use crate::process::join::{self, JoinFds, NsFds};
 use crate::process::{clone::clone_fork, ProcessPlan};
@@ -177,6 +178,14 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         .as_ref()
         .map(crate::seccomp::compile)
         .transpose()?;
+    // ioPriority, scheduler and LSM labels of this process; the container's time
+    // namespace is joined, not made.
+    let mut for_attrs = spec.clone();
+    for_attrs.set_process(Some(proc_.clone()));
+    if let Some(l) = for_attrs.linux_mut() {
+        l.set_time_offsets(None);
+    }
+    let attrs = Attrs::plan(&for_attrs, &Default::default())?;
     let (ns, pid_ns) = namespaces(&st)?;
     let (console_child, console_ours) =
         console_socket(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
@@ -207,7 +216,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             console: console_child,
             lock: sd.lock_fd(),
         };
-        join::run(&plan, &ns, fds, &orig_mask);
+        join::run(&plan, &attrs, &ns, fds, &orig_mask);
     }
     drop(chan_w);
     drop(go_r);

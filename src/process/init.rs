@@ -119,6 +119,7 @@ fn setup(
     for (fd, t, name) in &plan.ns.join {
         namespaces::join(fd, *t, name)?;
     }
+    plan.attrs.enter_time_ns()?;
     if let Some(name) = &plan.new_keyring {
         // A private session keyring, so the container cannot read the caller's keys.
         // Kernels without keyrings (ENOSYS) simply have nothing to leak.
@@ -173,7 +174,7 @@ fn setup(
     }
     rootfs::finalize(plan.propagation, plan.readonly)?;
 
-    user::prepare(&plan.process, &fds.chan)
+    user::prepare(&plan.process, &plan.attrs, &fds.chan)
 }
 
 /// prestart and createRuntime hooks run in the parent, createContainer ones here: after

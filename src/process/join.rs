@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use super::attrs::Attrs;
 use super::channel::send_error;
 use super::{user, ProcessPlan};
 use crate::namespaces;
@@ -23,10 +24,16 @@ pub struct JoinFds {
 }
 
 /// Run the exec child; never returns.
-pub fn run(p: &ProcessPlan, ns: &NsFds, fds: JoinFds, orig_mask: &libc::sigset_t) -> ! {
+pub fn run(
+    p: &ProcessPlan,
+    attrs: &Attrs,
+    ns: &NsFds,
+    fds: JoinFds,
+    orig_mask: &libc::sigset_t,
+) -> ! {
     unsafe { libc::close(fds.lock) };
     user::reset_signals(orig_mask);
-    let exe = match setup(p, ns, &fds) {
+    let exe = match setup(p, attrs, ns, &fds) {
         Ok(exe) => exe,
         Err(e) => {
             send_error(&fds.chan, &format!("{e:#}"));
@@ -39,7 +46,7 @@ pub fn run(p: &ProcessPlan, ns: &NsFds, fds: JoinFds, orig_mask: &libc::sigset_t
     unsafe { libc::_exit(127) }
 }
 
-fn setup(p: &ProcessPlan, ns: &NsFds, fds: &JoinFds) -> Result<CString> {
+fn setup(p: &ProcessPlan, attrs: &Attrs, ns: &NsFds, fds: &JoinFds) -> Result<CString> {
     // Nothing of the container is touched before we are in its cgroups (limits apply
     // from the first step).
     let mut b = [0u8; 1];
@@ -54,5 +61,5 @@ fn setup(p: &ProcessPlan, ns: &NsFds, fds: &JoinFds) -> Result<CString> {
         crate::console::attach(sock.as_raw_fd(), p.console_size, false)
             .context("process.terminal")?;
     }
-    user::prepare(p, &fds.chan)
+    user::prepare(p, attrs, &fds.chan)
 }

@@ -1,6 +1,7 @@
 //! The container's init process: the plan built from config.json in the parent, the
 //! clone that starts it, and (in [`init`]) what the child does before it execs.
 
+pub mod attrs;
 pub mod channel;
 pub mod clone;
 pub mod init;
@@ -66,6 +67,8 @@ pub struct InitPlan {
     /// Name of the new session keyring to join (None with `--no-new-keyring`).
     pub new_keyring: Option<CString>,
     pub hooks: crate::hooks::InitHooks,
+    /// I/O priority, scheduler, personality, memory policy, time namespace, LSM labels.
+    pub attrs: attrs::Attrs,
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
@@ -181,7 +184,7 @@ impl InitPlan {
             .as_ref()
             .map(crate::seccomp::compile)
             .transpose()?;
-        let mounts = crate::mounts::plan(spec.mounts().as_deref().unwrap_or(&[]), bundle)?;
+        let mounts = crate::mounts::plan(&crate::lsm::labeled_mounts(spec)?, bundle)?;
         let ptmx = mounts.iter().any(|m| m.dest == Path::new("/dev/pts"));
         let devices = crate::devices::plan(linux.devices().as_deref().unwrap_or(&[]))?;
         let propagation = match linux.rootfs_propagation().as_deref() {
@@ -197,6 +200,7 @@ impl InitPlan {
         if (hostname.is_some() || domainname.is_some()) && !ns.uts {
             bail!("config.json: hostname/domainname need the container's own uts namespace (add {{\"type\": \"uts\"}} to linux.namespaces)");
         }
+        let attrs = attrs::Attrs::plan(spec, &ns)?;
         Ok(InitPlan {
             rootfs,
             readonly: spec
@@ -219,6 +223,7 @@ impl InitPlan {
             process,
             new_keyring: None,
             hooks: Default::default(),
+            attrs,
         })
     }
 }

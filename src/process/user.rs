@@ -26,8 +26,9 @@ pub fn reset_signals(orig_mask: &libc::sigset_t) {
 
 /// Everything up to execve that may fail with a message for the user; returns the
 /// program to run.
-pub fn prepare(p: &ProcessPlan, chan: &OwnedFd) -> Result<CString> {
+pub fn prepare(p: &ProcessPlan, attrs: &super::attrs::Attrs, chan: &OwnedFd) -> Result<CString> {
     set_cwd(p)?;
+    attrs.apply()?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which identity() drops;
     // a notify listener must reach the parent while it still listens. Otherwise the
     // filter waits until right before execve, so that only the user's program runs under it.
