@@ -125,16 +125,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             unsupported.join(", ")
         );
     }
-    if let Some(linux) = spec.linux() {
-        if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || linux.namespaces().as_ref().is_some_and(|ns| {
-                ns.iter()
-                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
-            })
-        {
-            bail!("config.json: linux.namespaces: user namespaces are not supported yet");
-        }
-    }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             bail!(

@@ -74,6 +74,19 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
     for (fd, t, name) in &plan.ns.join {
         namespaces::join(fd, *t, name)?;
     }
+    if plan.ns.user {
+        // Until the parent has written our id maps we own no file we create: wait for them
+        // (the gate opens once maps and cgroups are done), then act as the namespace's root.
+        gate.pass()?;
+        os(
+            unsafe { libc::setresgid(0, 0, 0) },
+            "become gid 0 in the user namespace (is container gid 0 mapped?)",
+        )?;
+        os(
+            unsafe { libc::setresuid(0, 0, 0) },
+            "become uid 0 in the user namespace (is container uid 0 mapped?)",
+        )?;
+    }
     if let Some(name) = &plan.new_keyring {
         // A private session keyring, so the container cannot read the caller's keys.
         // Kernels without keyrings (ENOSYS) simply have nothing to leak.
@@ -114,7 +127,7 @@ fn setup(plan: &InitPlan, fds: &InitFds, orig_mask: &libc::sigset_t) -> Result<C
         mounts::apply(&root, m, &plan.cgroup_mount)?;
     }
     gate.pass()?;
-    devices::create(&root, &plan.devices, plan.ptmx)?;
+    devices::create(&root, &plan.devices, plan.ptmx, plan.ns.user)?;
     rootfs::write_sysctls(&root, &plan.sysctl)?;
     rootfs::mask_paths(&root, &plan.masked)?;
     rootfs::readonly_paths(&root, &plan.readonly_paths)?;
