@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
-use std::ffi::CString;
-use std::os::fd::AsRawFd;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -98,7 +98,8 @@ fn dev_dir(root: &Root) -> Result<()> {
 }
 
 /// Create the nodes and links. `ptmx`: /dev/pts is a devpts mount, so /dev/ptmx links to it.
-pub fn create(root: &Root, devs: &[DevicePlan], ptmx: bool) -> Result<()> {
+/// `userns`: the kernel refuses mknod there, so the host's node is bind-mounted instead.
+pub fn create(root: &Root, devs: &[DevicePlan], ptmx: bool, userns: bool) -> Result<()> {
     dev_dir(root)?;
     for d in devs {
         let parent = root
@@ -106,6 +107,10 @@ pub fn create(root: &Root, devs: &[DevicePlan], ptmx: bool) -> Result<()> {
             .with_context(|| format!("create parent of {}", d.path.display()))?;
         let name = CString::new(d.path.file_name().unwrap_or_default().as_bytes())?;
         let dev = libc::makedev(d.major, d.minor);
+        if userns {
+            bind_host_node(&parent, &name, d)?;
+            continue;
+        }
         if unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), d.kind | d.mode, dev) } != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EEXIST) {
@@ -153,5 +158,45 @@ pub fn create(root: &Root, devs: &[DevicePlan], ptmx: bool) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+// runc's answer to mknod in a user namespace: an empty file with the host's node bound
+// onto it. The host node must be the same device, or the container would get another.
+fn bind_host_node(parent: &OwnedFd, name: &CStr, d: &DevicePlan) -> Result<()> {
+    let host = crate::paths::openat(
+        libc::AT_FDCWD,
+        &CString::new(d.path.as_os_str().as_bytes())?,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    )
+    .with_context(|| {
+        format!(
+            "{}: in a user namespace the host's node is bound, and the host has none",
+            d.path.display()
+        )
+    })?;
+    let st = crate::paths::fstat(host.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != d.kind || st.st_rdev != libc::makedev(d.major, d.minor) {
+        bail!("{}: the host's node is not device {}:{} of that type, so it cannot be bound in a user namespace", d.path.display(), d.major, d.minor);
+    }
+    let fd = unsafe {
+        libc::openat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(e)
+            .with_context(|| format!("create {} to bind the host's node onto", d.path.display()));
+    }
+    let target = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tree = crate::mounts::fdmount::clone_tree(host.as_raw_fd(), false)
+        .with_context(|| format!("bind host {}", d.path.display()))?;
+    crate::mounts::fdmount::move_onto(tree.as_raw_fd(), target.as_raw_fd())
+        .with_context(|| format!("bind host {}", d.path.display()))?;
     Ok(())
 }

@@ -26,11 +26,15 @@ pub struct NsPlan {
     /// A new time namespace: clone() cannot take CLONE_NEWTIME, so the init unshares it
     /// (see `process::attrs`) and its program enters it at execve.
     pub new_time: bool,
+    /// The init runs in a user namespace (new, or joined): it becomes that namespace's
+    /// root once its id maps exist, and device nodes are bind-mounted, not made.
+    pub user: bool,
+    /// A new user namespace, whose id maps the parent writes after clone.
+    pub new_user: bool,
 }
 
 /// The namespace types strata creates or joins: the one list `plan` checks and
-/// `strata features` reports. `User` is NOT here yet (user namespaces are being added
-/// separately); adding it to this list is what turns it on.
+/// `strata features` reports.
 pub const SUPPORTED: &[LinuxNamespaceType] = &[
     LinuxNamespaceType::Pid,
     LinuxNamespaceType::Network,
@@ -39,6 +43,7 @@ pub const SUPPORTED: &[LinuxNamespaceType] = &[
     LinuxNamespaceType::Mount,
     LinuxNamespaceType::Cgroup,
     LinuxNamespaceType::Time,
+    LinuxNamespaceType::User,
 ];
 
 fn flag(t: LinuxNamespaceType) -> (libc::c_int, &'static str) {
@@ -67,6 +72,7 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
         p.uts |= f == libc::CLONE_NEWUTS;
         p.net |= f == libc::CLONE_NEWNET;
         p.ipc |= f == libc::CLONE_NEWIPC;
+        p.user |= f == libc::CLONE_NEWUSER;
         if !SUPPORTED.contains(&ns.typ()) {
             bail!("config.json: linux.namespaces: {name} namespaces are not supported yet");
         }
@@ -99,6 +105,9 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
                 }
                 if f == libc::CLONE_NEWPID {
                     p.join_pid = Some(fd);
+                } else if f == libc::CLONE_NEWUSER {
+                    // First: it grants the rights to join (and mount in) the others.
+                    p.join.insert(0, (fd, f, name));
                 } else {
                     p.join.push((fd, f, name));
                 }
@@ -110,6 +119,7 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
                     _ => p.clone_flags |= f,
                 }
                 p.new_pid |= f == libc::CLONE_NEWPID;
+                p.new_user |= f == libc::CLONE_NEWUSER;
             }
         }
     }
@@ -140,4 +150,68 @@ pub fn join(fd: &OwnedFd, nstype: libc::c_int, name: &str) -> Result<()> {
             .with_context(|| format!("join {name} namespace"));
     }
     Ok(())
+}
+
+/// `linux.uidMappings`/`gidMappings` as the kernel's map files want them.
+#[derive(Debug, Default, Clone)]
+pub struct IdMaps {
+    pub uid: String,
+    pub gid: String,
+}
+
+impl IdMaps {
+    /// Check the mappings against the namespaces: a new user namespace needs both maps,
+    /// and maps without one mean nothing.
+    pub fn plan(linux: &oci_spec::runtime::Linux, ns: &NsPlan) -> Result<Option<IdMaps>> {
+        let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+            m.iter()
+                .flatten()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect()
+        };
+        let (uid, gid) = (fmt(linux.uid_mappings()), fmt(linux.gid_mappings()));
+        if !ns.new_user {
+            if !uid.is_empty() || !gid.is_empty() {
+                bail!("config.json: linux.uidMappings/gidMappings need a new user namespace (add {{\"type\": \"user\"}} to linux.namespaces)");
+            }
+            return Ok(None);
+        }
+        if uid.is_empty() || gid.is_empty() {
+            bail!("config.json: linux.namespaces: a new user namespace needs both linux.uidMappings and linux.gidMappings");
+        }
+        for m in linux
+            .uid_mappings()
+            .iter()
+            .flatten()
+            .chain(linux.gid_mappings().iter().flatten())
+        {
+            if m.size() == 0 {
+                bail!("config.json: linux.uidMappings/gidMappings: containerID {} hostID {}: size must be above 0", m.container_id(), m.host_id());
+            }
+        }
+        Ok(Some(IdMaps { uid, gid }))
+    }
+
+    /// Write the maps of `pid`'s new user namespace (from the parent, as the kernel asks).
+    pub fn write(&self, pid: libc::pid_t) -> Result<()> {
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            // Unprivileged: gid_map is only writable once setgroups is denied.
+            std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                .context("deny setgroups in the user namespace")?;
+        }
+        std::fs::write(format!("/proc/{pid}/uid_map"), &self.uid).with_context(|| {
+            format!(
+                "config.json: linux.uidMappings: write {:?} to uid_map",
+                self.uid.trim()
+            )
+        })?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), &self.gid).with_context(|| {
+            format!(
+                "config.json: linux.gidMappings: write {:?} to gid_map",
+                self.gid.trim()
+            )
+        })?;
+        Ok(())
+    }
 }

@@ -156,6 +156,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         o.console_socket.as_deref(),
         o.foreground,
     )?;
+    let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
     let fifo = mkfifo(&sd.fifo_path())?;
     let (chan_r, chan_w) = channel::channel()?;
     let (go_r, go_w) = channel::pipe()?;
@@ -193,14 +194,17 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     drop(go_r);
     // The init is already building the rootfs; it waits for "go" only before it needs
     // to be in its cgroups. If it failed meanwhile, its own message explains more.
-    let placed = cgroups::make(&placement).and_then(|made| {
-        undo.cgroups = made;
-        if let Some(r) = linux.resources() {
-            cgroups::resources::apply(&placement.paths, r)?;
-        }
-        cgroups::apply_device_rules(&placement.paths, &linux)?;
-        cgroups::add_pid(&placement.paths, pid)
-    });
+    let placed = id_maps.as_ref().map_or(Ok(()), |m| m.write(pid));
+    let placed = placed
+        .and_then(|_| cgroups::make(&placement))
+        .and_then(|made| {
+            undo.cgroups = made;
+            if let Some(r) = linux.resources() {
+                cgroups::resources::apply(&placement.paths, r)?;
+            }
+            cgroups::apply_device_rules(&placement.paths, &linux)?;
+            cgroups::add_pid(&placement.paths, pid)
+        });
     if let Err(e) = placed {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         if let Msg::Error(m) = channel::recv(&chan_r) {

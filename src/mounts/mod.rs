@@ -217,14 +217,22 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
             // only a mount that needs work *after* mounting (recursive attrs, propagation)
             // is built detached, so that work never goes through a path again.
             if m.opts.rec_set == 0 && m.opts.rec_clr == 0 && m.opts.propagation.is_empty() {
-                return mount_at(
+                let r = mount_at(
                     Some(source),
                     target.as_raw_fd(),
                     Some(fstype),
                     m.opts.flags,
                     m.data.as_deref(),
-                )
-                .with_context(what);
+                );
+                if r.as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EPERM))
+                    && fstype.to_bytes() == b"sysfs"
+                {
+                    // A user namespace without its own network namespace may not mount
+                    // sysfs; runc binds the host's /sys instead, with the same flags.
+                    return bind_host_sys(&target, m);
+                }
+                return r.with_context(what);
             }
             match detached_fs(fstype, source, &m.opts) {
                 Ok(mnt) => attach(mnt, &target, m)?,
@@ -251,6 +259,17 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
             finish(root, m)?;
         }
     }
+    Ok(())
+}
+
+fn bind_host_sys(target: &OwnedFd, m: &MountPlan) -> Result<()> {
+    let src = crate::paths::openat(libc::AT_FDCWD, c"/sys", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let tree = clone_tree(src.as_raw_fd(), true).context("bind host /sys (clone)")?;
+    let (set, clr) = options::attrs_of_flags(m.opts.flags);
+    setattr(tree.as_raw_fd(), set, clr, true)
+        .with_context(|| format!("set options on {}", m.dest.display()))?;
+    move_onto(tree.as_raw_fd(), target.as_raw_fd())
+        .with_context(|| format!("bind host /sys on {}", m.dest.display()))?;
     Ok(())
 }
 

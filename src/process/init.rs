@@ -119,6 +119,19 @@ fn setup(
     for (fd, t, name) in &plan.ns.join {
         namespaces::join(fd, *t, name)?;
     }
+    if plan.ns.user {
+        // Until the parent has written our id maps we own no file we create: wait for them
+        // (the gate opens once maps and cgroups are done), then act as the namespace's root.
+        gate.pass()?;
+        os(
+            unsafe { libc::setresgid(0, 0, 0) },
+            "become gid 0 in the user namespace (is container gid 0 mapped?)",
+        )?;
+        os(
+            unsafe { libc::setresuid(0, 0, 0) },
+            "become uid 0 in the user namespace (is container uid 0 mapped?)",
+        )?;
+    }
     plan.attrs.enter_time_ns()?;
     if let Some(name) = &plan.new_keyring {
         // A private session keyring, so the container cannot read the caller's keys.
@@ -160,7 +173,7 @@ fn setup(
         mounts::apply(&root, m, &plan.cgroup_mount)?;
     }
     gate.pass()?;
-    devices::create(&root, &plan.devices, plan.ptmx)?;
+    devices::create(&root, &plan.devices, plan.ptmx, plan.ns.user)?;
     hooks_before_pivot(plan, fds, hook_state)?;
     rootfs::write_sysctls(&root, &plan.sysctl)?;
     rootfs::mask_paths(&root, &plan.masked)?;
