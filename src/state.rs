@@ -11,6 +11,17 @@ use std::path::{Path, PathBuf};
 
 /// Default `--root`, like runc's /run/runc.
 pub const DEFAULT_ROOT: &str = "/run/strata";
+/// `--root` when none is given: /run/strata for root; as runc, $XDG_RUNTIME_DIR/strata
+/// for anyone else (who cannot write /run).
+pub fn default_root() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if unsafe { libc::geteuid() } != 0 && !d.is_empty() => {
+            PathBuf::from(d).join("strata")
+        }
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
+
 /// Name of the fifo `start` writes to release the waiting init (runc uses the same name).
 pub const EXEC_FIFO: &str = "exec.fifo";
 const STATE_FILE: &str = "state.json";

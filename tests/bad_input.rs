@@ -274,7 +274,7 @@ fn delete_running_needs_force() {
 }
 
 #[test]
-fn unsupported_options_are_refused() {
+fn terminal_and_userns_misuse_is_refused() {
     let Some(t) = Test::new("unsupported") else {
         return;
     };
@@ -282,6 +282,7 @@ fn unsupported_options_are_refused() {
     let bs = b.to_str().unwrap();
     let id = t.id("c");
     let sock = t.dir.join("console.sock");
+    // No terminal to send.
     t.strata(&[
         "create",
         &id,
@@ -290,17 +291,36 @@ fn unsupported_options_are_refused() {
         "--console-socket",
         sock.to_str().unwrap(),
     ])
-    .assert_error(&["--console-socket"]);
+    .assert_error(&["--console-socket", "process.terminal is false"]);
     t.assert_no_leftovers(&id);
+    // A terminal, but nowhere to send it (runc's rule for detached containers).
     let b = t.bundle("tty", &["true"], |c| c["process"]["terminal"] = json!(true));
-    create_fails(&t, &id, &b, &["process.terminal"]);
+    t.strata(&["create", &id, "-b", b.to_str().unwrap()])
+        .assert_error(&["process.terminal", "--console-socket"]);
+    t.assert_no_leftovers(&id);
+    // A socket path nobody listens on.
+    t.strata(&[
+        "create",
+        &id,
+        "-b",
+        b.to_str().unwrap(),
+        "--console-socket",
+        sock.to_str().unwrap(),
+    ])
+    .assert_error(&["--console-socket", "console.sock"]);
+    t.assert_no_leftovers(&id);
+    // A new user namespace needs maps; maps need a new user namespace.
     let b = t.bundle("userns", &["true"], |c| {
         c["linux"]["namespaces"]
             .as_array_mut()
             .unwrap()
             .push(json!({"type": "user"}))
     });
-    create_fails(&t, &id, &b, &["user"]);
+    create_fails(&t, &id, &b, &["uidMappings", "gidMappings"]);
+    let b = t.bundle("maps", &["true"], |c| {
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 10}]);
+    });
+    create_fails(&t, &id, &b, &["uidMappings", "new user namespace"]);
     // A sysctl that is not namespaced would change the host: refused.
     let b = t.bundle("sysctl", &["true"], |c| {
         c["linux"]["sysctl"] = json!({"vm.overcommit_memory": "1"})

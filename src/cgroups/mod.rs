@@ -203,6 +203,37 @@ pub fn plan(
     Ok(pl)
 }
 
+/// Rootless without a delegated cgroup tree: run without cgroups of our own (as runc
+/// does) unless the config asks for limits, which then cannot be kept.
+pub fn rootless(pl: Placement, linux: &oci_spec::runtime::Linux) -> Result<Placement> {
+    let writable = |d: &Path| {
+        let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    let blocked = pl
+        .paths
+        .iter()
+        .find(|p| !writable(p.parent().unwrap_or(p)) && !writable(p));
+    let Some(dir) = blocked else {
+        return Ok(pl);
+    };
+    let limits = linux.resources().as_ref().is_some_and(|r| {
+        let mut r = r.clone();
+        // A device list is always sent, and the container's own user namespace keeps
+        // devices out anyway (nodes are bind-mounted from the host).
+        r.set_devices(None);
+        serde_json::to_value(&r).is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    });
+    if limits {
+        bail!(
+            "rootless: linux.resources asks for limits, but {} is not writable by this user (delegate a cgroup to it, or drop the limits)",
+            dir.parent().unwrap_or(dir).display()
+        );
+    }
+    tracing::debug!(dir = %dir.display(), "rootless: no writable cgroup, running without one");
+    Ok(Placement::default())
+}
+
 /// Create the planned directories (v1 cpusets get their cpus/mems). Returns those it
 /// made, so a caller undoing an error removes only its own.
 pub fn make(placement: &Placement) -> Result<Vec<PathBuf>> {

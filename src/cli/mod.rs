@@ -14,9 +14,10 @@ use crate::logging::LogFormat;
 #[derive(Parser, Debug)]
 #[command(name = "strata", version = VERSION, disable_version_flag = true, about, long_about = None)]
 pub struct Cli {
-    /// Root directory for container state
-    #[arg(long, global = true, default_value = crate::state::DEFAULT_ROOT)]
-    pub root: PathBuf,
+    /// Root directory for container state [default: /run/strata; rootless:
+    /// $XDG_RUNTIME_DIR/strata]
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Write log lines to this file (default: stderr, only with --debug)
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -98,7 +99,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         return Ok(0);
     };
     let g = Global {
-        root: cli.root,
+        root: cli.root.unwrap_or_else(crate::state::default_root),
         systemd_cgroup: cli.systemd_cgroup,
     };
     match cmd {

@@ -115,12 +115,15 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     };
     // Cgroups are only planned here; the parent makes them after the clone, while the
     // init already builds the rootfs (it waits for them only at its cgroup gate).
-    let placement = cgroups::plan(
+    let mut placement = cgroups::plan(
         &hs,
         linux.cgroups_path().as_deref(),
         &o.id,
         o.systemd_cgroup,
     )?;
+    if unsafe { libc::geteuid() } != 0 {
+        placement = cgroups::rootless(placement, &linux)?;
+    }
     // Provisional state (no pid yet): if we are killed from here on, `delete` still finds
     // the cgroups to remove, and the init exits when it sees our end of "go" close.
     let st = ContainerState {
@@ -170,8 +173,11 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
     }
     // Non-dumpable from birth: the init is never ptrace-able by the container
-    // (CVE-2016-9962), not even before its first instruction.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // (CVE-2016-9962), not even before its first instruction. Rootless, an unprivileged
+    // parent could not write a non-dumpable child's id maps: the init turns itself
+    // non-dumpable once they are written, before it touches the container.
+    let rootless = id_maps.is_some() && unsafe { libc::geteuid() } != 0;
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, rootless as libc::c_ulong, 0, 0, 0) };
     let pid = clone_fork(plan.ns.clone_flags).context("clone container init")?;
     if pid == 0 {
         drop(chan_r);

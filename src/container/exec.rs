@@ -186,7 +186,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         l.set_time_offsets(None);
     }
     let attrs = Attrs::plan(&for_attrs, &Default::default())?;
-    let (ns, pid_ns) = namespaces(&st)?;
+    let (mut ns, pid_ns) = namespaces(&st)?;
     let (console_child, console_ours) =
         console_socket(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
 
@@ -201,6 +201,12 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     let restore = || unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, &orig_mask, std::ptr::null_mut());
     };
+    if unsafe { libc::geteuid() } != 0 && ns.first().is_some_and(|n| n.1 == libc::CLONE_NEWUSER) {
+        // Rootless, joining the pid namespace needs CAP_SYS_ADMIN in our own user
+        // namespace too: we enter the container's first (we own it; nothing is lost).
+        let (fd, t, name) = ns.remove(0);
+        crate::namespaces::join(&fd, t, name)?;
+    }
     if let Some(fd) = &pid_ns {
         // setns(pid) applies to our children: the exec child is born in the container.
         crate::namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;

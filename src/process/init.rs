@@ -123,6 +123,9 @@ fn setup(
         // Until the parent has written our id maps we own no file we create: wait for them
         // (the gate opens once maps and cgroups are done), then act as the namespace's root.
         gate.pass()?;
+        // Rootless, we were born dumpable so that our unprivileged parent could write
+        // the maps; from here on nothing may ptrace us (CVE-2016-9962).
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         os(
             unsafe { libc::setresgid(0, 0, 0) },
             "become gid 0 in the user namespace (is container gid 0 mapped?)",

@@ -11,7 +11,8 @@ use super::ProcessPlan;
 use crate::capabilities;
 
 /// First thing after clone: default signal dispositions (Rust ignores SIGPIPE; the
-/// container must not inherit that) and the caller's mask back; never dumpable.
+/// container must not inherit that) and the caller's mask back. (Non-dumpable comes
+/// from the parent, set before clone.)
 pub fn reset_signals(orig_mask: &libc::sigset_t) {
     unsafe {
         for sig in 1..=libc::SIGRTMAX() {
@@ -20,7 +21,6 @@ pub fn reset_signals(orig_mask: &libc::sigset_t) {
             }
         }
         libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
 }
 
@@ -156,10 +156,14 @@ fn identity(p: &ProcessPlan) -> Result<()> {
         unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) },
         "keep capabilities",
     )?;
-    os(
-        unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) },
-        "process.user.additionalGids: setgroups",
-    )?;
+    if unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // A rootless user namespace denies setgroups; with no extra groups asked for,
+        // there is nothing to set.
+        if !(p.groups.is_empty() && e.raw_os_error() == Some(libc::EPERM)) {
+            return Err(e).context("process.user.additionalGids: setgroups");
+        }
+    }
     os(
         unsafe { libc::setresgid(p.gid, p.gid, p.gid) },
         &format!("process.user.gid {}", p.gid),
