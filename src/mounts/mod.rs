@@ -37,7 +37,19 @@ pub struct MountPlan {
 pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
     let mut out = Vec::with_capacity(mounts.len());
     for m in mounts {
-        let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+        let raw = m.options().as_deref().unwrap_or(&[]);
+        // Fail closed: an idmapped mount silently made plain would show the files with
+        // the wrong owners (and writable by the wrong ids).
+        if raw.iter().any(|o| o == "idmap" || o == "ridmap")
+            || m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            bail!(
+                "config.json: mounts: {}: idmapped mounts (idmap, uidMappings/gidMappings) are not supported yet",
+                m.destination().display()
+            );
+        }
+        let opts = options::parse(raw);
         let typ = m.typ().as_deref().unwrap_or("");
         let source = m.source().clone().unwrap_or_default();
         let kind = if typ == "bind" || opts.bind {
