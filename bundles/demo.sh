@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine: build strata, make the busybox bundle,
 # create a container, show its state, start it (it prints a greeting), show the state
-# again, delete it. Installs what it needs (busybox-static) with apt-get.
+# again, delete it. Installs what it needs (libseccomp-dev, busybox-static) with apt-get.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 command -v cargo >/dev/null || { echo "demo: cargo (Rust) is required" >&2; exit 1; }
+if ! dpkg -s libseccomp-dev >/dev/null 2>&1; then
+    echo "== installing libseccomp-dev (strata links libseccomp in)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libseccomp-dev pkg-config ||
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libseccomp-dev pkg-config; }
+fi
 echo "== building strata (static, as README's Install says)"
 strata=$(bash "$repo/bundles/build-static.sh")
 bundle="$repo/bundles/busybox"
