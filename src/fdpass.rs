@@ -65,12 +65,18 @@ pub fn recv(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)>
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
-                // A second fd in one message would be a protocol error; close it.
-                if fd.is_none() {
-                    fd = Some(OwnedFd::from_raw_fd(raw));
-                } else {
-                    libc::close(raw);
+                // One cmsg may carry several fds; a second fd in one message would be a
+                // protocol error: close it (and any further one) rather than leak it.
+                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / std::mem::size_of::<RawFd>();
+                for i in 0..n {
+                    let p = (libc::CMSG_DATA(c) as *const RawFd).add(i);
+                    let raw = std::ptr::read_unaligned(p);
+                    if fd.is_none() {
+                        fd = Some(OwnedFd::from_raw_fd(raw));
+                    } else {
+                        libc::close(raw);
+                    }
                 }
             }
             c = libc::CMSG_NXTHDR(&msg, c);

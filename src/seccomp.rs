@@ -109,9 +109,11 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             conds.push(compare(a.index(), a.op(), a.value(), a.value_two()));
         }
         for name in call.names() {
-            if act == ScmpAction::Notify && name == "write" {
-                // The runtime itself writes after the filter is loaded.
-                bail!("{f}.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for \"write\"");
+            if act == ScmpAction::Notify && (name == "write" || name == "sendmsg") {
+                // The runtime itself writes after the filter is loaded, and sends the
+                // listener fd with sendmsg: notified, that call would wait forever for
+                // an agent that cannot have the fd yet.
+                bail!("{f}.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for {name:?}");
             }
             // Names this libseccomp (or arch) does not know are skipped, as runc does: a
             // profile written for a newer kernel must still work on an older one.

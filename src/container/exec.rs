@@ -45,8 +45,14 @@ pub const SAVED_CONFIG: &str = "config.json";
 fn process(o: &ExecOpts, spec: &Spec) -> Result<Process> {
     if let Some(path) = &o.process {
         let data = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
-        return serde_json::from_slice(&data)
-            .with_context(|| format!("--process {}: invalid process JSON", path.display()));
+        let bad = || format!("--process {}: invalid process JSON", path.display());
+        let mut v: serde_json::Value = serde_json::from_slice(&data).with_context(bad)?;
+        // runc reads a missing user as uid 0, gid 0 (Go's zero value); oci-spec requires it.
+        if let Some(obj) = v.as_object_mut() {
+            obj.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        return serde_json::from_value(v).with_context(bad);
     }
     if o.args.is_empty() {
         bail!("exec: no command given (usage: strata exec <container-id> <command> [args...])");
@@ -61,10 +67,22 @@ fn process(o: &ExecOpts, spec: &Spec) -> Result<Process> {
     if let Some(cwd) = &o.cwd {
         p["cwd"] = serde_json::json!(cwd);
     }
-    if let Some(env) = p["env"].as_array_mut() {
-        env.extend(o.env.iter().map(|e| serde_json::json!(e)));
-    } else {
-        p["env"] = serde_json::json!(o.env);
+    // -e overrides a variable the process already has (as in runc, the last one wins)
+    // instead of adding a second entry that getenv and the PATH lookup would disagree on.
+    if !p["env"].is_array() {
+        p["env"] = serde_json::json!([]);
+    }
+    let env = p["env"].as_array_mut().unwrap();
+    for e in &o.env {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        let same = |v: &serde_json::Value| {
+            v.as_str()
+                .is_some_and(|s| s.split_once('=').map_or(s, |(k, _)| k) == key)
+        };
+        match env.iter().position(same) {
+            Some(i) => env[i] = serde_json::json!(e),
+            None => env.push(serde_json::json!(e)),
+        }
     }
     if o.no_new_privs {
         p["noNewPrivileges"] = serde_json::json!(true);

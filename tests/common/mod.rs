@@ -611,3 +611,179 @@ pub fn create_fails(t: &Test, id: &str, b: &Path, needles: &[&str]) {
     t.assert_no_leftovers(id);
     t.strata(&["state", id]).assert_error(&["does not exist"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// exec, terminals and seccomp: a running container, fds over unix sockets, ptys
+
+/// The `Name:\tvalue` field of a /proc/<pid>/status text.
+pub fn proc_status_field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+        .trim()
+}
+
+impl Test {
+    /// `run -d` a bundle running `sh -c script` (which must stay alive, e.g. end with
+    /// `exec sleep 1000`); returns the container's id and the init's host pid.
+    #[track_caller]
+    pub fn run_detached(
+        &self,
+        tag: &str,
+        script: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> (String, i32) {
+        let b = self.bundle(tag, &["sh", "-c", script], edit);
+        let id = self.id(tag);
+        self.strata(&["run", "-d", &id, "-b", b.to_str().unwrap()])
+            .ok();
+        assert_eq!(self.status(&id), "running");
+        let pid = self.pid(&id);
+        (id, pid)
+    }
+
+    /// `delete --force` the container and check that nothing of it remains.
+    #[track_caller]
+    pub fn force_delete(&self, id: &str) {
+        self.strata(&["delete", "--force", id]).ok();
+        self.assert_no_leftovers(id);
+    }
+}
+
+/// Accept one connection on `l`, unless `child` exits first or `timeout` passes (then
+/// None). The accepted stream blocks, with `timeout` as its read timeout.
+pub fn accept_until_exit(
+    l: &std::os::unix::net::UnixListener,
+    child: &mut Child,
+    timeout: Duration,
+) -> Option<std::os::unix::net::UnixStream> {
+    l.set_nonblocking(true).unwrap();
+    let t0 = Instant::now();
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(timeout)).unwrap();
+                return Some(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept: {e}"),
+        }
+        if t0.elapsed() > timeout || child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One message and the fd sent with it (SCM_RIGHTS), as runc's console-socket and
+/// seccomp-agent protocols send them. Panics on EOF, timeout, or a message without an fd.
+#[track_caller]
+pub fn recv_with_fd(s: &std::os::unix::net::UnixStream) -> (Vec<u8>, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 16];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n > 0, "recvmsg: {n} ({})", std::io::Error::last_os_error());
+    assert_eq!(
+        msg.msg_flags & libc::MSG_CTRUNC,
+        0,
+        "control data truncated"
+    );
+    let mut fds = vec![];
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..count {
+                    let p = (libc::CMSG_DATA(c) as *const i32).add(i);
+                    fds.push(std::os::fd::OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                        p,
+                    )));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    assert_eq!(fds.len(), 1, "expected exactly one fd with the message");
+    buf.truncate(n as usize);
+    (buf, fds.pop().unwrap())
+}
+
+/// What /proc/self/fd/<fd> of this (test) process links to.
+pub fn fd_link(fd: &impl AsRawFd) -> String {
+    fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Write all of `data` to a pty master (or any fd).
+#[track_caller]
+pub fn write_fd(fd: &impl AsRawFd, data: &[u8]) {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                rest.as_ptr() as *const libc::c_void,
+                rest.len(),
+            )
+        };
+        assert!(n > 0, "write: {}", std::io::Error::last_os_error());
+        rest = &rest[n as usize..];
+    }
+}
+
+/// Read from `fd` (e.g. a pty master) until the text read contains `needle`; returns all
+/// of it. Panics with what was read on EOF/EIO or when `timeout` passes.
+#[track_caller]
+pub fn read_until(fd: &impl AsRawFd, needle: &str, timeout: Duration) -> String {
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if text.contains(needle) {
+            return text;
+        }
+        let left = timeout.saturating_sub(t0.elapsed());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for {needle:?}; read so far: {text:?}"
+        );
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let r = unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+        if r <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        assert!(
+            n > 0,
+            "EOF/error ({}) waiting for {needle:?}; read so far: {text:?}",
+            std::io::Error::last_os_error()
+        );
+        got.extend_from_slice(&buf[..n as usize]);
+    }
+}
