@@ -644,3 +644,33 @@ fn filter_applies_to_the_program_not_the_runtime() {
     out.ok();
     assert_eq!(out.stdout, "Seccomp:\t0\n");
 }
+
+#[test]
+fn a_hung_setup_can_still_be_stopped_with_sigterm() {
+    let Some(t) = Test::new("sc_hang") else {
+        return;
+    };
+    let lp = t.dir.join("agent.sock");
+    let l = UnixListener::bind(&lp).unwrap();
+    // NOTIFY on capset, which the init calls after loading the filter (noNewPrivileges
+    // false: the filter goes in before the capabilities drop). The agent takes the fd and
+    // never answers, so the init waits forever.
+    let b = t.bundle("b", &["true"], |c| {
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": lp,
+            "syscalls": [{"names": ["capset"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let id = t.id("c");
+    let mut r = Running::spawn(&mut t.command(&["create", &id, "-b", b.to_str().unwrap()]));
+    let (_msg, fd) = agent(&l, &mut r);
+    // The init is now stuck in capset, and create waits on it.
+    assert!(process_alive(r.child.id() as i32));
+    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+    let out = r.wait(TIMEOUT);
+    out.assert_error(&["interrupted by signal 15"]);
+    drop(fd);
+    t.assert_no_leftovers(&id);
+}

@@ -220,7 +220,13 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     }
     drop(console_child);
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
-    let mut msg = channel::recv(&chan_r);
+    let stop = channel::stop_signals()?;
+    let next = || {
+        channel::recv_or_signal(&chan_r, &stop).map_err(|sig| {
+            anyhow::anyhow!("interrupted by signal {sig} while the container was being set up")
+        })
+    };
+    let mut msg = next()?;
     if matches!(msg, Msg::Hooks) {
         // The init waits before pivot_root; on error, `undo` kills it.
         let state = hooks::State::new(&st, pid);
@@ -228,7 +234,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             hooks::run(kind, hooks::of(st.hooks.as_ref(), kind), &state)?;
         }
         unsafe { libc::write(go_w.as_raw_fd(), b"h".as_ptr() as *const libc::c_void, 1) };
-        msg = channel::recv(&chan_r);
+        msg = next()?;
     }
     loop {
         match msg {
@@ -252,7 +258,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Msg::Eof => bail!("container init exited during setup without a message"),
             Msg::Hooks => bail!("container init asked twice for the runtime's hooks"),
         }
-        msg = channel::recv(&chan_r);
+        msg = next()?;
     }
     let pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)

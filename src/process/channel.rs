@@ -97,3 +97,51 @@ pub fn recv(chan: &OwnedFd) -> Msg {
         _ => Msg::Error("container init sent a garbled message".into()),
     }
 }
+
+/// Parent side: the next message, unless one of the signals `sfd` (a signalfd) watches
+/// comes first; then `Err(signal)`. A hung setup (a seccomp agent that never answers, a
+/// hook) can then still be stopped with SIGTERM although every signal is blocked.
+pub fn recv_or_signal(chan: &OwnedFd, sfd: &OwnedFd) -> Result<Msg, i32> {
+    let mut fds = [
+        libc::pollfd {
+            fd: chan.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: sfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            continue;
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let n = std::mem::size_of_val(&si);
+            unsafe { libc::read(sfd.as_raw_fd(), &mut si as *mut _ as *mut libc::c_void, n) };
+            return Err(si.ssi_signo as i32);
+        }
+        if fds[0].revents != 0 {
+            return Ok(recv(chan));
+        }
+    }
+}
+
+/// A signalfd for the signals that mean "give up" (the caller has them blocked).
+pub fn stop_signals() -> std::io::Result<OwnedFd> {
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, s);
+        }
+    }
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
