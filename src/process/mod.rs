@@ -93,6 +93,23 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
     }) as libc::c_int
 }
 
+/// One entry per variable, as runc's init (which goes through setenv) leaves them: the
+/// first one's place, the last one's value.
+fn dedup_env(env: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len());
+    for e in env {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        match out
+            .iter_mut()
+            .find(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k) == key)
+        {
+            Some(o) => o.clone_from(e),
+            None => out.push(e.clone()),
+        }
+    }
+    out
+}
+
 fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
     v.iter()
         .map(|s| {
@@ -104,7 +121,7 @@ fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
 impl ProcessPlan {
     pub fn from_spec(p: &Process) -> Result<ProcessPlan> {
         let args = cstrings(p.args().as_deref().unwrap_or(&[]), "process.args")?;
-        let env_s = p.env().clone().unwrap_or_default();
+        let env_s = dedup_env(p.env().as_deref().unwrap_or(&[]));
         let env = cstrings(&env_s, "process.env")?;
         let arg0 = &p.args().as_ref().context("process.args missing")?[0];
         let candidates = if arg0.contains('/') {
@@ -225,5 +242,17 @@ impl InitPlan {
             hooks: Default::default(),
             attrs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn env_keeps_first_place_last_value() {
+        let v: Vec<String> = ["A=1", "B=2", "A=3", "C"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(super::dedup_env(&v), ["A=3", "B=2", "C"]);
     }
 }
