@@ -243,6 +243,48 @@ fn preserve_fds_with_log_hands_over_the_callers_fd() {
     );
 }
 
+#[test]
+fn listen_fds_are_passed_before_preserved_ones() {
+    let Some(t) = Test::new("listen_fds") else {
+        return;
+    };
+    // systemd socket activation: LISTEN_FDS=1 hands fd 3 over, and --preserve-fds 1 the
+    // next one (fd 4); the container is told LISTEN_FDS=1, LISTEN_PID=1.
+    let b = t.bundle(
+        "b",
+        &["sh", "-c", "echo activated >&3; echo preserved >&4; echo $LISTEN_FDS $LISTEN_PID; ls /proc/self/fd"],
+        |_| {},
+    );
+    let id = t.id("c");
+    let (a, p) = (t.dir.join("a"), t.dir.join("p"));
+    let open = |path: &std::path::Path| {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+    };
+    let (fa, fp) = (open(&a), open(&p));
+    let mut c = t.command(&["run", "--preserve-fds", "1", &id, "-b", b.to_str().unwrap()]);
+    c.env("LISTEN_FDS", "1");
+    only_stdio(&mut c);
+    pass_fds(&mut c, &[(fa.as_raw_fd(), 3), (fp.as_raw_fd(), 4)]);
+    let out = run_cmd(&mut c, TIMEOUT);
+    out.ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "1 1", "{out:#?}");
+    // ls itself holds one more fd (its directory); nothing of ours is there.
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.parse::<i32>().is_ok_and(|n| n <= 5)),
+        "{out:#?}"
+    );
+    assert_eq!(fs::read_to_string(&a).unwrap(), "activated\n");
+    assert_eq!(fs::read_to_string(&p).unwrap(), "preserved\n");
+    t.assert_no_leftovers(&id);
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Mount destinations are cleaned lexically before they are checked
 

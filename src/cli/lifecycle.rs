@@ -105,6 +105,14 @@ pub struct DeleteArgs {
     pub force: bool,
 }
 
+/// Socket activation: systemd's `LISTEN_FDS` fds (from 3) are passed on, like runc.
+pub fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn opts(g: &Global, a: &CreateArgs) -> Result<CreateOpts> {
     Ok(CreateOpts {
         root: g.root.clone(),
@@ -113,7 +121,8 @@ fn opts(g: &Global, a: &CreateArgs) -> Result<CreateOpts> {
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
         systemd_cgroup: g.systemd_cgroup,
-        preserve_fds: a.preserve_fds,
+        preserve_fds: listen_fds() + a.preserve_fds,
+        listen_fds: listen_fds(),
         no_new_keyring: a.no_new_keyring,
         console_socket: a.console_socket.clone(),
         foreground: false,

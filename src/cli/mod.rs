@@ -75,11 +75,12 @@ pub enum Cmd {
 }
 
 impl Cmd {
-    /// `--preserve-fds N` of create/run, if any.
+    /// How many fds from 3 on go to the container: systemd's `LISTEN_FDS`, then
+    /// `--preserve-fds N` (as runc counts them).
     pub fn preserve_fds(&self) -> u32 {
         match self {
-            Cmd::Create(a) => a.preserve_fds,
-            Cmd::Run(a) => a.create.preserve_fds,
+            Cmd::Create(a) => lifecycle::listen_fds() + a.preserve_fds,
+            Cmd::Run(a) => lifecycle::listen_fds() + a.create.preserve_fds,
             Cmd::Exec(a) => a.preserve_fds,
             _ => 0,
         }

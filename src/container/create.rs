@@ -25,6 +25,9 @@ pub struct CreateOpts {
     pub systemd_cgroup: bool,
     /// Extra fds (3..3+N) handed to the container.
     pub preserve_fds: u32,
+    /// Of those, how many came from `LISTEN_FDS`: the container is told about them
+    /// (`LISTEN_FDS=N`, `LISTEN_PID=1`), as runc does.
+    pub listen_fds: u32,
     /// Keep the caller's session keyring instead of joining a new one.
     pub no_new_keyring: bool,
     /// Where the pty master of a process.terminal container goes.
@@ -148,6 +151,11 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.process.preserve_fds = o.preserve_fds;
+    if o.listen_fds > 0 {
+        for e in [format!("LISTEN_FDS={}", o.listen_fds), "LISTEN_PID=1".into()] {
+            plan.process.env.push(CString::new(e)?);
+        }
+    }
     plan.new_keyring = (!o.no_new_keyring)
         .then(|| CString::new(format!("_ses.{}", o.id)))
         .transpose()?;
