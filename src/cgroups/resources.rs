@@ -23,13 +23,19 @@ fn w(field: &str, file: impl Into<String>, value: impl ToString) -> Write {
     }
 }
 
+/// runc's rule: a zero resource value means "not set" (docker, for one, sends
+/// `blockIO.weight: 0`, and `cpu.period`/`cpu.quota` 0 on every update).
+fn nz<T: PartialEq + Default>(v: Option<T>) -> Option<T> {
+    v.filter(|x| *x != T::default())
+}
+
 /// Is this a cgroup2 directory?
 pub fn is_v2(dir: &Path) -> bool {
     dir.join("cgroup.controllers").exists()
 }
 
 fn v1_memory(m: &LinuxMemory, out: &mut Vec<Write>) {
-    if let Some(v) = m.reservation() {
+    if let Some(v) = nz(m.reservation()) {
         out.push(w("memory.reservation", "memory.soft_limit_in_bytes", v));
     }
     // limit and swap (memsw = memory+swap) are ordered at write time: see apply_v1_memory.
@@ -39,23 +45,23 @@ fn v1_memory(m: &LinuxMemory, out: &mut Vec<Write>) {
     if m.disable_oom_killer() == Some(true) {
         out.push(w("memory.disableOOMKiller", "memory.oom_control", 1));
     }
-    if let Some(v) = m.kernel() {
+    if let Some(v) = nz(m.kernel()) {
         out.push(w("memory.kernel", "memory.kmem.limit_in_bytes", v));
     }
-    if let Some(v) = m.kernel_tcp() {
+    if let Some(v) = nz(m.kernel_tcp()) {
         out.push(w("memory.kernelTCP", "memory.kmem.tcp.limit_in_bytes", v));
     }
 }
 
 fn v1_cpu(c: &LinuxCpu, out: &mut Vec<Write>) {
-    if let Some(v) = c.shares() {
+    if let Some(v) = nz(c.shares()) {
         out.push(w("cpu.shares", "cpu.shares", v));
     }
     // The period first: a quota is checked against the period in force.
-    if let Some(v) = c.period() {
+    if let Some(v) = nz(c.period()) {
         out.push(w("cpu.period", "cpu.cfs_period_us", v));
     }
-    if let Some(v) = c.quota() {
+    if let Some(v) = nz(c.quota()) {
         out.push(w(
             "cpu.quota",
             "cpu.cfs_quota_us",
@@ -65,10 +71,10 @@ fn v1_cpu(c: &LinuxCpu, out: &mut Vec<Write>) {
     if let Some(v) = c.burst() {
         out.push(w("cpu.burst", "cpu.cfs_burst_us", v));
     }
-    if let Some(v) = c.realtime_period() {
+    if let Some(v) = nz(c.realtime_period()) {
         out.push(w("cpu.realtimePeriod", "cpu.rt_period_us", v));
     }
-    if let Some(v) = c.realtime_runtime() {
+    if let Some(v) = nz(c.realtime_runtime()) {
         out.push(w("cpu.realtimeRuntime", "cpu.rt_runtime_us", v));
     }
     if let Some(v) = c.idle() {
@@ -87,21 +93,21 @@ fn cpuset(c: &LinuxCpu, out: &mut Vec<Write>) {
 }
 
 fn v1_blkio(b: &LinuxBlockIo, out: &mut Vec<Write>) {
-    if let Some(v) = b.weight() {
+    if let Some(v) = nz(b.weight()) {
         out.push(w("blockIO.weight", "blkio.weight", v));
     }
-    if let Some(v) = b.leaf_weight() {
+    if let Some(v) = nz(b.leaf_weight()) {
         out.push(w("blockIO.leafWeight", "blkio.leaf_weight", v));
     }
     for d in b.weight_device().iter().flatten() {
-        if let Some(v) = d.weight() {
+        if let Some(v) = nz(d.weight()) {
             out.push(w(
                 "blockIO.weightDevice",
                 "blkio.weight_device",
                 format!("{}:{} {v}", d.major(), d.minor()),
             ));
         }
-        if let Some(v) = d.leaf_weight() {
+        if let Some(v) = nz(d.leaf_weight()) {
             out.push(w(
                 "blockIO.weightDevice",
                 "blkio.leaf_weight_device",
@@ -142,7 +148,7 @@ fn v1_blkio(b: &LinuxBlockIo, out: &mut Vec<Write>) {
 }
 
 fn pids(r: &LinuxResources, out: &mut Vec<Write>) {
-    if let Some(p) = r.pids() {
+    if let Some(p) = r.pids().as_ref().filter(|p| p.limit() != 0) {
         let v = if p.limit() > 0 {
             p.limit().to_string()
         } else {
@@ -173,7 +179,7 @@ pub fn plan_v1(r: &LinuxResources) -> Vec<Write> {
         ));
     }
     if let Some(n) = r.network() {
-        if let Some(id) = n.class_id() {
+        if let Some(id) = nz(n.class_id()) {
             out.push(w("network.classID", "net_cls.classid", id));
         }
         for p in n.priorities().iter().flatten() {
@@ -214,15 +220,15 @@ pub fn plan_v2(r: &LinuxResources) -> Result<Vec<Write>> {
         }
     };
     if let Some(m) = r.memory() {
-        if let Some(v) = m.reservation() {
+        if let Some(v) = nz(m.reservation()) {
             out.push(w("memory.reservation", "memory.low", max(v)));
         }
-        if let Some(v) = m.limit() {
+        if let Some(v) = nz(m.limit()) {
             out.push(w("memory.limit", "memory.max", max(v)));
         }
         // v1's swap is memory+swap; v2's memory.swap.max is swap alone.
-        if let Some(s) = m.swap() {
-            let v = match (s, m.limit()) {
+        if let Some(s) = nz(m.swap()) {
+            let v = match (s, nz(m.limit())) {
                 (s, _) if s < 0 => "max".to_string(),
                 (s, Some(l)) if l >= 0 => {
                     if s < l {
@@ -242,19 +248,20 @@ pub fn plan_v2(r: &LinuxResources) -> Result<Vec<Write>> {
         }
     }
     if let Some(c) = r.cpu() {
-        if let Some(v) = c.shares() {
+        if let Some(v) = nz(c.shares()) {
             out.push(w("cpu.shares", "cpu.weight", shares_to_weight(v)));
         }
-        if c.quota().is_some() || c.period().is_some() {
+        if nz(c.quota()).is_some() || nz(c.period()).is_some() {
             let q = c
                 .quota()
                 .filter(|q| *q > 0)
                 .map_or("max".to_string(), |q| q.to_string());
-            out.push(w(
-                "cpu.quota",
-                "cpu.max",
-                format!("{q} {}", c.period().unwrap_or(100_000)),
-            ));
+            // runc: no period (0) leaves the kernel's
+            let v = match nz(c.period()) {
+                Some(p) => format!("{q} {p}"),
+                None => q,
+            };
+            out.push(w("cpu.quota", "cpu.max", v));
         }
         if let Some(v) = c.burst() {
             out.push(w("cpu.burst", "cpu.max.burst", v));
@@ -269,11 +276,11 @@ pub fn plan_v2(r: &LinuxResources) -> Result<Vec<Write>> {
     }
     pids(r, &mut out);
     if let Some(b) = r.block_io() {
-        if let Some(v) = b.weight() {
+        if let Some(v) = nz(b.weight()) {
             out.push(w("blockIO.weight", "io.weight", blkio_to_io_weight(v)));
         }
         for d in b.weight_device().iter().flatten() {
-            if let Some(v) = d.weight() {
+            if let Some(v) = nz(d.weight()) {
                 out.push(w(
                     "blockIO.weightDevice",
                     "io.weight",
@@ -388,12 +395,8 @@ fn write_v2(dir: &Path, wr: &Write) -> Result<()> {
 // v1 memory+swap: memsw must stay ≥ limit at every step, so the order depends on
 // whether the limit grows past the current memsw limit.
 fn apply_v1_memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
-    let limit = m
-        .limit()
-        .map(|v| w("memory.limit", "memory.limit_in_bytes", v));
-    let swap = m
-        .swap()
-        .map(|v| w("memory.swap", "memory.memsw.limit_in_bytes", v));
+    let limit = nz(m.limit()).map(|v| w("memory.limit", "memory.limit_in_bytes", v));
+    let swap = nz(m.swap()).map(|v| w("memory.swap", "memory.memsw.limit_in_bytes", v));
     match (limit, swap) {
         (Some(l), Some(s)) => {
             let cur: i64 = fs::read_to_string(dir.join(&s.file))
@@ -442,7 +445,7 @@ pub fn apply(paths: &[PathBuf], r: &LinuxResources) -> Result<()> {
         bail!("linux.resources.unified: this host has no cgroup v2 hierarchy (cgroup v1 only)");
     }
     if let Some(m) = r.memory() {
-        if m.limit().is_some() || m.swap().is_some() {
+        if nz(m.limit()).is_some() || nz(m.swap()).is_some() {
             let dir = owner(paths, "memory.limit_in_bytes")
                 .context("linux.resources.memory: no memory cgroup on this host")?;
             apply_v1_memory(dir, m)?;
@@ -510,6 +513,17 @@ mod tests {
         assert!(has(&v2, "cpu.max", "50000 100000"));
         assert!(has(&v2, "cpu.weight", "39"));
         assert!(has(&v2, "pids.max", "10"));
+        // runc: zero means unset (docker sends blockIO.weight 0, cpu period/quota 0)
+        let zeros = res(serde_json::json!({
+            "memory": {"limit": 0, "swap": 0, "reservation": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0},
+            "blockIO": {"weight": 0, "leafWeight": 0},
+            "pids": {"limit": 0}
+        }));
+        assert_eq!(plan_v1(&zeros), vec![]);
+        assert_eq!(plan_v2(&zeros).unwrap(), vec![]);
+        let quota_only = res(serde_json::json!({"cpu": {"quota": 20000, "period": 0}}));
+        assert!(has(&plan_v2(&quota_only).unwrap(), "cpu.max", "20000"));
         let bad = res(serde_json::json!({"memory": {"limit": 2, "swap": 1}}));
         assert!(plan_v2(&bad).is_err());
         assert_eq!(shares_to_weight(2), 1);

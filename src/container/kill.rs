@@ -11,6 +11,12 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let st = sd.load()?;
     let s = status(&st, &sd);
     if s == Status::Stopped {
+        // runc 1.1: `kill --all` still reaches what is left in the cgroup once the init
+        // has exited; containerd's shim relies on it for a container without a pid
+        // namespace of its own (docker run --pid container:X), to kill init's children.
+        if all {
+            return send(&st, id, sig, true);
+        }
         bail!("container {id} is not running");
     }
     let r = send(&st, id, sig, all);
