@@ -240,6 +240,11 @@ pub fn make(placement: &Placement) -> Result<Vec<PathBuf>> {
     let mut made = Vec::new();
     for d in &placement.created {
         if let Err(e) = fs::create_dir(d) {
+            // A concurrent create (same parent, e.g. containerd's /<namespace>) made it
+            // between our plan and now: not ours, nothing to remove later.
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                continue;
+            }
             remove(&made);
             return Err(e).with_context(|| format!("create cgroup {}", d.display()));
         }
@@ -307,6 +312,9 @@ pub fn remove(created: &[PathBuf]) {
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                // A parent we once created now holds other containers' cgroups: it
+                // stays (waiting would not empty it).
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && has_subdirs(d) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 199 => {
                     std::thread::sleep(std::time::Duration::from_millis(5))
                 }
@@ -317,6 +325,10 @@ pub fn remove(created: &[PathBuf]) {
             }
         }
     }
+}
+
+fn has_subdirs(d: &Path) -> bool {
+    fs::read_dir(d).is_ok_and(|mut it| it.any(|e| e.is_ok_and(|e| e.path().is_dir())))
 }
 
 /// Pids in the container's cgroup: the union over hierarchies, sorted.
