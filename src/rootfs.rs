@@ -61,9 +61,23 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one; we then detach it,
         // after making it a slave so the unmount does not propagate to the host.
+        // Our cwd still names the *new* root's mount (a "." lookup does not cross onto the
+        // mount stacked on top), so go to the old root through an fd first, as runc does:
+        // an rslave on "." would hit the container's mounts and drop their "rshared".
+        let old_root = crate::paths::openat(
+            libc::AT_FDCWD,
+            c"/",
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+        )
+        .context("open old root")?;
         if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error()).context("pivot_root");
         }
+        if unsafe { libc::fchdir(old_root.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("fchdir to old root");
+        }
+        drop(old_root);
         mount_path(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
             .context("make old root a slave")?;
         if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } != 0 {
