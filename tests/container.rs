@@ -643,3 +643,36 @@ fn joins_namespaces_by_path() {
     t.strata(&["delete", "--force", &a_id]).ok();
     t.assert_no_leftovers(&a_id);
 }
+
+#[test]
+fn rshared_bind_stays_shared_inside() {
+    let Some(t) = Test::new("rshared") else {
+        return;
+    };
+    // A shared source, bound with rshared: inside, the mount is in a peer group (field 7
+    // of mountinfo says `shared:N`), as with runc. Making the new root a slave after
+    // pivot_root (instead of the old one) used to turn it private.
+    let src = t.mkdir("src");
+    let mk = |args: &[&str]| {
+        let out = std::process::Command::new("mount")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount {args:?}: {out:?}");
+    };
+    mk(&["--bind", src.to_str().unwrap(), src.to_str().unwrap()]);
+    mk(&["--make-shared", src.to_str().unwrap()]);
+    let out = t.sh("b", "grep ' /shared ' /proc/self/mountinfo", |c| {
+        add_mount(
+            c,
+            json!({"destination": "/shared", "type": "bind", "source": src,
+                   "options": ["rbind", "rshared"]}),
+        );
+    });
+    let _ = std::process::Command::new("umount").arg(&src).status();
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert!(
+        fields.get(6).is_some_and(|f| f.starts_with("shared:")),
+        "not shared inside: {out}"
+    );
+}
