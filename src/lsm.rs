@@ -55,15 +55,15 @@ impl ExecLabels {
     /// In the init (after pivot_root: the container's /proc): label the next execve.
     pub fn apply(&self) -> Result<()> {
         if let Some(label) = &self.selinux {
-            std::fs::write("/proc/self/attr/exec", label)
+            write_attr("/proc/self/attr/exec", label)
                 .with_context(|| format!("process.selinuxLabel {label:?}: /proc/self/attr/exec"))?;
         }
         if let Some(cmd) = &self.apparmor {
             // The AppArmor-specific file exists with LSM stacking (Linux ≥ 5.1); the
             // generic one is the older interface.
-            let r = match std::fs::write("/proc/self/attr/apparmor/exec", cmd) {
+            let r = match write_attr("/proc/self/attr/apparmor/exec", cmd) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::write("/proc/self/attr/exec", cmd)
+                    write_attr("/proc/self/attr/exec", cmd)
                 }
                 r => r,
             };
@@ -71,6 +71,24 @@ impl ExecLabels {
         }
         Ok(())
     }
+}
+
+/// Write an LSM attribute, refusing anything but the real procfs: by now /proc is the
+/// container's, and a fake one would make the label silently not apply (CVE-2019-16884).
+fn write_attr(path: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if !crate::paths::is_procfs(f.as_raw_fd()) {
+        return Err(std::io::Error::other(format!(
+            "{path} is not on procfs (the container's /proc was replaced)"
+        )));
+    }
+    f.write_all(value.as_bytes())
 }
 
 /// config.json's mounts, with `context="<linux.mountLabel>"` added to the data of each
@@ -101,4 +119,22 @@ pub fn labeled_mounts(spec: &Spec) -> Result<Cow<'_, [Mount]>> {
         m.set_options(Some(opts));
     }
     Ok(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn attr_writes_refuse_a_fake_proc() {
+        let p = std::env::temp_dir().join(format!("fake-attr-{}", std::process::id()));
+        std::fs::write(&p, "").unwrap();
+        let e = super::write_attr(p.to_str().unwrap(), "exec x").unwrap_err();
+        assert!(e.to_string().contains("not on procfs"), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+        std::fs::remove_file(&p).unwrap();
+        // The real one is procfs: opening our own attr file passes the check (the write
+        // itself fails without an LSM, with EINVAL, not with our error).
+        if let Err(e) = super::write_attr("/proc/self/attr/exec", "") {
+            assert!(!e.to_string().contains("not on procfs"), "{e}");
+        }
+    }
 }
