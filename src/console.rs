@@ -81,26 +81,36 @@ pub fn attach(sock: RawFd, size: Option<(u16, u16)>, bind_console: bool) -> Resu
 }
 
 fn bind_dev_console(slave: &OwnedFd) -> Result<()> {
-    let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
-    // runc's /dev/console: a file to bind the pty slave onto.
-    let _ = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open("/dev/console");
-    let src = std::ffi::CString::new(src)?;
-    os(
-        unsafe {
-            libc::mount(
-                src.as_ptr(),
+    // runc's /dev/console: a file to bind the pty onto, by fd at both ends, never
+    // through a path that a symlink in the image could redirect (CVE-2025-52565).
+    let mut fd = unsafe {
+        libc::open(
+            c"/dev/console".as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+        fd = unsafe {
+            libc::open(
                 c"/dev/console".as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
             )
-        },
-        "bind the pty onto /dev/console",
-    )
+        };
+    }
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("open /dev/console");
+    }
+    let target = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = crate::paths::fstat(target.as_raw_fd())?;
+    if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFCHR) {
+        bail!("/dev/console in the container is neither a file nor a device (a symlink?)");
+    }
+    let tree = crate::mounts::fdmount::clone_tree(slave.as_raw_fd(), false)
+        .context("bind the pty onto /dev/console")?;
+    crate::mounts::fdmount::move_onto(tree.as_raw_fd(), target.as_raw_fd())
+        .context("bind the pty onto /dev/console")?;
+    Ok(())
 }
 
 fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {

@@ -370,3 +370,39 @@ fn terminal_errors() {
     assert_eq!(procs.len(), 1, "exec left processes behind: {procs:?}");
     t.force_delete(&cid);
 }
+
+#[test]
+fn a_dev_console_symlink_in_the_image_is_refused() {
+    let Some(t) = Test::new("console_link") else {
+        return;
+    };
+    // No /dev tmpfs: the image's own /dev is used, and its /dev/console is a symlink to a
+    // file the pty must never be bound over (CVE-2025-52565 class).
+    let rootfs = t.rootfs_copy("rootfs");
+    std::os::unix::fs::symlink("/etc/hostname", rootfs.join("dev/console")).unwrap();
+    let before = std::fs::read_to_string(rootfs.join("etc/hostname")).unwrap();
+    let (_l, sock) = listener(&t, "console.sock");
+    let b = t.bundle("b", &["true"], |c| {
+        terminal(c);
+        set_root(c, &rootfs);
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["destination"] != "/dev");
+    });
+    let id = t.id("c");
+    t.strata(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "-b",
+        b.to_str().unwrap(),
+    ])
+    .assert_error(&["/dev/console"]);
+    t.assert_no_leftovers(&id);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/hostname")).unwrap(),
+        before
+    );
+}
