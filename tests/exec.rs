@@ -211,6 +211,8 @@ fn exec_env_cwd_user_groups_caps() {
         let out = exec(&t, &a);
         out.ok();
         let s = out.stdout;
+        // Never inheritable (CVE-2022-29162): file caps must not grow across execve.
+        assert_eq!(hex(proc_status_field(&s, "CapInh")), 0, "{s}");
         (
             hex(proc_status_field(&s, "CapEff")),
             hex(proc_status_field(&s, "CapBnd")),
