@@ -152,7 +152,10 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.process.preserve_fds = o.preserve_fds;
     if o.listen_fds > 0 {
-        for e in [format!("LISTEN_FDS={}", o.listen_fds), "LISTEN_PID=1".into()] {
+        for e in [
+            format!("LISTEN_FDS={}", o.listen_fds),
+            "LISTEN_PID=1".into(),
+        ] {
             plan.process.env.push(CString::new(e)?);
         }
     }
