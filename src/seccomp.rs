@@ -228,7 +228,7 @@ pub fn send_listener(
     metadata: &str,
     fd: &OwnedFd,
     pid: i32,
-    state: serde_json::Value,
+    state: &crate::hooks::State,
 ) -> Result<()> {
     let msg = serde_json::json!({
         "ociVersion": "1.2.0",

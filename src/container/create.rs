@@ -174,12 +174,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let fifo = mkfifo(&sd.fifo_path())?;
     let (chan_r, chan_w) = channel::channel()?;
     let (go_r, go_w) = channel::pipe()?;
-    let mut orig_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut orig_mask);
-    }
+    let orig_mask = crate::process::wait::block_all();
     if let Some(fd) = &plan.ns.join_pid {
         namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
     }
@@ -259,11 +254,11 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
                 else {
                     bail!("container init sent an fd nobody asked for");
                 };
-                let state = serde_json::json!({
-                    "ociVersion": st.oci_version, "id": st.id, "status": "creating", "pid": pid,
-                    "bundle": st.bundle, "annotations": st.annotations,
-                });
-                crate::seccomp::send_listener(path, meta, &fd, pid, state)?;
+                let state = hooks::State {
+                    status: "creating",
+                    ..hooks::State::new(&st, pid)
+                };
+                crate::seccomp::send_listener(path, meta, &fd, pid, &state)?;
             }
             Msg::Error(m) => bail!("container init: {m}"),
             Msg::Eof => bail!("container init exited during setup without a message"),

@@ -210,12 +210,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
 
     let (chan_r, chan_w) = channel::channel()?;
     let (go_r, go_w) = channel::pipe()?;
-    let mut orig_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut orig_mask);
-    }
+    let orig_mask = crate::process::wait::block_all();
     let restore = || unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, &orig_mask, std::ptr::null_mut());
     };
@@ -266,11 +261,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 else {
                     return kill(anyhow::anyhow!("exec process sent an fd nobody asked for"));
                 };
-                let state = serde_json::json!({
-                    "ociVersion": st.oci_version, "id": st.id, "status": "running",
-                    "pid": st.pid, "bundle": st.bundle, "annotations": st.annotations,
-                });
-                if let Err(e) = crate::seccomp::send_listener(path, meta, &fd, pid, state) {
+                let state = crate::hooks::State {
+                    status: "running",
+                    ..crate::hooks::State::new(&st, st.pid)
+                };
+                if let Err(e) = crate::seccomp::send_listener(path, meta, &fd, pid, &state) {
                     return kill(e);
                 }
             }

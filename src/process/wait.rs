@@ -1,5 +1,17 @@
 //! Waiting for a foreground process (`run`, `exec`): forward signals, reap, exit code.
 
+/// Block every signal; returns the mask before. Done before clone, so that a foreground
+/// caller cannot miss its child's SIGCHLD however fast the child exits.
+pub fn block_all() -> libc::sigset_t {
+    let mut orig: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut orig);
+    }
+    orig
+}
+
 /// Wait for `pid` with every signal blocked: forward each to the init; on SIGCHLD reap.
 /// SIGCHLD was blocked since before clone, so an instant exit is never missed.
 pub fn wait_forwarding(pid: libc::pid_t, orig_mask: &libc::sigset_t) -> i32 {
