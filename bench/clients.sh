@@ -18,6 +18,8 @@ IMG=docker.io/library/busybox:latest
 CTD=$WORKDIR/containerd
 SOCK=$CTD/containerd.sock
 CTD_PID=
+# podman's parent cgroup: removed at exit unless it was there before.
+PARENT_CGROUPS=$(ls -d /sys/fs/cgroup/libpod_parent /sys/fs/cgroup/*/libpod_parent 2>/dev/null)
 
 cleanup() {
     set +e
@@ -31,6 +33,8 @@ cleanup() {
     awk -v d="$WORKDIR" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
         while read -r m; do umount -l "$m" 2>/dev/null; done
     find /sys/fs/cgroup -depth -type d \( -name "cb$$-*" -o -name "$NS" \) -exec rmdir {} \; 2>/dev/null
+    [ -n "$PARENT_CGROUPS" ] || find /sys/fs/cgroup/libpod_parent /sys/fs/cgroup/*/libpod_parent \
+        -depth -type d -exec rmdir {} \; 2>/dev/null
     rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
