@@ -5,8 +5,9 @@ use oci_spec::runtime::Spec;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Load `<bundle>/config.json`; a parse error names the file, line and column.
-pub fn load(bundle: &Path) -> Result<Spec> {
+/// Load `<bundle>/config.json`; a parse error names the file, line and column. Returns
+/// the bytes too, so that the copy `exec` reads is exactly what was parsed.
+pub fn load(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
     let path = bundle.join("config.json");
     let data = match fs::read(&path) {
         Ok(d) => d,
@@ -31,7 +32,7 @@ pub fn load(bundle: &Path) -> Result<Spec> {
             strip_position(&e.to_string())
         )
     })?;
-    Ok(spec)
+    Ok((spec, data))
 }
 
 // serde_json appends " at line X column Y"; we already lead with file:line:col.

@@ -138,13 +138,20 @@ fn rootless(xdg: &Path, args: &[&str]) -> Output {
     run_cmd(&mut c, TIMEOUT)
 }
 
-fn rootless_bundle(t: &Test, tag: &str, args: &[&str]) -> std::path::PathBuf {
+/// A directory in the test's sandbox owned by the unprivileged user.
+fn user_dir(t: &Test, tag: &str) -> std::path::PathBuf {
     let dir = t.mkdir(tag);
-    // `spec` writes into the bundle, so the user must own it.
-    Command::new("chown")
+    let st = Command::new("chown")
         .args([USER, dir.to_str().unwrap()])
         .status()
         .unwrap();
+    assert!(st.success());
+    dir
+}
+
+fn rootless_bundle(t: &Test, tag: &str, args: &[&str]) -> std::path::PathBuf {
+    // `spec` writes into the bundle, so the user must own it.
+    let dir = user_dir(t, tag);
     let out = Command::new("setpriv")
         .args(["--reuid", USER, "--regid", USER, "--clear-groups"])
         .arg(STRATA)
@@ -167,11 +174,7 @@ fn rootless_lifecycle() {
     let Some(t) = Test::new("rootless") else {
         return;
     };
-    let xdg = t.mkdir("xdg");
-    Command::new("chown")
-        .args([USER, xdg.to_str().unwrap()])
-        .status()
-        .unwrap();
+    let xdg = user_dir(&t, "xdg");
     let id = t.id("c");
 
     let b = rootless_bundle(&t, "once", &["sh", "-c", "id; cat /proc/self/uid_map"]);
@@ -204,11 +207,7 @@ fn rootless_refuses_limits_it_cannot_keep() {
     let Some(t) = Test::new("rootless_limits") else {
         return;
     };
-    let xdg = t.mkdir("xdg");
-    Command::new("chown")
-        .args([USER, xdg.to_str().unwrap()])
-        .status()
-        .unwrap();
+    let xdg = user_dir(&t, "xdg");
     let id = t.id("c");
     let b = rootless_bundle(&t, "lim", &["true"]);
     let path = b.join("config.json");

@@ -101,7 +101,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     crate::state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
-    let spec = spec::load(&bundle)?;
+    let (spec, spec_bytes) = spec::load(&bundle)?;
     spec::validate(&spec)?;
     let rootfs = spec::rootfs_path(&spec, &bundle)?;
     let rootfs =
@@ -146,8 +146,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     };
     sd.save(&st)?;
     let saved = sd.dir.join(super::exec::SAVED_CONFIG);
-    std::fs::write(&saved, serde_json::to_vec(&spec)?)
-        .with_context(|| format!("write {}", saved.display()))?;
+    std::fs::write(&saved, &spec_bytes).with_context(|| format!("write {}", saved.display()))?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.process.preserve_fds = o.preserve_fds;

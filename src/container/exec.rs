@@ -284,14 +284,5 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         restore();
         return Ok(0);
     }
-    let code = match console_ours {
-        Some(sock) => {
-            let master = crate::console::recv_master(&sock);
-            let code = master.map(|m| crate::console::proxy(m, pid));
-            restore();
-            code?
-        }
-        None => crate::process::wait::wait_forwarding(pid, &orig_mask),
-    };
-    Ok(code)
+    crate::process::wait::foreground(pid, console_ours.as_ref(), &orig_mask)
 }

@@ -8,7 +8,6 @@ use super::create::{create, CreateOpts, Created};
 use super::delete::destroy;
 use crate::hooks::{self, Kind};
 use crate::process::channel::{recv, Msg};
-use crate::process::wait::wait_forwarding;
 use crate::state::StateDir;
 
 pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
@@ -33,15 +32,7 @@ pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = match &c.console {
-        Some(sock) => {
-            let master = crate::console::recv_master(sock);
-            let code = master.map(|m| crate::console::proxy(m, pid));
-            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &c.orig_mask, std::ptr::null_mut()) };
-            code?
-        }
-        None => wait_forwarding(pid, &c.orig_mask),
-    };
+    let code = crate::process::wait::foreground(pid, c.console.as_ref(), &c.orig_mask)?;
     if !keep {
         // Someone may have run `delete --force` meanwhile; then there is nothing left to do.
         if let Ok(sd) = StateDir::open(&o.root, &o.id) {

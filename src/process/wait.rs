@@ -45,3 +45,18 @@ pub fn exit_code(status: i32) -> i32 {
         255
     }
 }
+
+/// The foreground wait of `run` and `exec`: through the pty proxy when we hold the
+/// console socket's other end, else plain; the caller's signal mask comes back either way.
+pub fn foreground(
+    pid: libc::pid_t,
+    console: Option<&std::os::fd::OwnedFd>,
+    orig_mask: &libc::sigset_t,
+) -> anyhow::Result<i32> {
+    let Some(sock) = console else {
+        return Ok(wait_forwarding(pid, orig_mask));
+    };
+    let code = crate::console::recv_master(sock).map(|m| crate::console::proxy(m, pid));
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut()) };
+    code
+}
