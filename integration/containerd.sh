@@ -249,6 +249,14 @@ rc=$?
 check "run -t: a pty inside" grep_q /dev/pts/ "$out"
 check "run -t: output" grep_q ttyok "$out"
 expect_eq "run -t: exit status" 4 "$rc"
+# A hang here was seen once in CI and never reproduced: say what each party was doing.
+if [ "$rc" != 4 ]; then
+    echo "--- diagnostics for $PFX-tty"
+    rt_state "$PFX-tty"
+    cat "$(bundle_dir "$PFX-tty")/log.json" 2>&1 | tail -20
+    grep -F "$PFX-tty" "$CTD/containerd.log" | tail -30
+    ps -eo pid,ppid,stat,wchan:24,args --forest | grep -B2 -A4 -E "shim|$PFX-tty" | grep -v grep
+fi
 
 # --- a detached task ------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ pub fn features() -> Value {
                 "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES",
                     "MPOL_F_STATIC_NODES"],
             },
-            "mountExtensions": {"idmap": {"enabled": false}},
+            "mountExtensions": {"idmap": {"enabled": crate::mounts::idmap::supported()}},
         },
         "annotations": {"io.github.strata.version": env!("CARGO_PKG_VERSION")},
     })

@@ -193,25 +193,25 @@ impl IdMaps {
     }
 
     /// Write the maps of `pid`'s new user namespace (from the parent, as the kernel asks).
-    pub fn write(&self, pid: libc::pid_t) -> Result<()> {
+    /// `what` leads the field's name in errors ("linux.", "mounts: /data: ").
+    pub fn write(&self, pid: libc::pid_t, what: &str) -> Result<()> {
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
             // Unprivileged: gid_map is only writable once setgroups is denied.
             std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
                 .context("deny setgroups in the user namespace")?;
         }
-        std::fs::write(format!("/proc/{pid}/uid_map"), &self.uid).with_context(|| {
-            format!(
-                "config.json: linux.uidMappings: write {:?} to uid_map",
-                self.uid.trim()
-            )
-        })?;
-        std::fs::write(format!("/proc/{pid}/gid_map"), &self.gid).with_context(|| {
-            format!(
-                "config.json: linux.gidMappings: write {:?} to gid_map",
-                self.gid.trim()
-            )
-        })?;
+        for (file, field, map) in [
+            ("uid_map", "uidMappings", &self.uid),
+            ("gid_map", "gidMappings", &self.gid),
+        ] {
+            std::fs::write(format!("/proc/{pid}/{file}"), map).with_context(|| {
+                format!(
+                    "config.json: {what}{field}: write {:?} to {file}",
+                    map.trim()
+                )
+            })?;
+        }
         Ok(())
     }
 }

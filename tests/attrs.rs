@@ -294,7 +294,9 @@ fn features_lists_what_strata_does() {
     assert_eq!(f["linux"]["cgroup"]["v2"], true);
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert!(has(&f["linux"]["seccomp"]["actions"], "SCMP_ACT_NOTIFY"));
-    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    // mount_setattr is in every kernel since 5.12.
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+    assert!(has(&f["mountOptions"], "ridmap"));
     let aa = std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists();
     if !aa {
         assert_eq!(f["linux"]["apparmor"]["enabled"], false);

@@ -321,14 +321,6 @@ fn terminal_and_userns_misuse_is_refused() {
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 10}]);
     });
     create_fails(&t, &id, &b, &["uidMappings", "new user namespace"]);
-    // Idmapped mounts are not implemented: refused, never made plain.
-    let src = t.mkdir("src");
-    let b = t.bundle("idmap", &["true"], |c| {
-        bind_mount(c, &src, "/mnt", false);
-        let m = c["mounts"].as_array_mut().unwrap().last_mut().unwrap();
-        m["options"].as_array_mut().unwrap().push(json!("idmap"));
-    });
-    create_fails(&t, &id, &b, &["/mnt", "idmapped mounts"]);
     // A sysctl that is not namespaced would change the host: refused.
     let b = t.bundle("sysctl", &["true"], |c| {
         c["linux"]["sysctl"] = json!({"vm.overcommit_memory": "1"})

@@ -125,6 +125,169 @@ fn exec_joins_the_user_namespace() {
     t.assert_no_leftovers(&id);
 }
 
+// --- idmapped mounts ----------------------------------------------------------------
+
+/// A host directory with one file owned by root and one by uid/gid 1000.
+fn owned_files(t: &Test, tag: &str) -> std::path::PathBuf {
+    let dir = t.mkdir(tag);
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::write(dir.join("root-file"), "r").unwrap();
+    std::fs::write(dir.join("user-file"), "u").unwrap();
+    std::os::unix::fs::chown(dir.join("user-file"), Some(1000), Some(1000)).unwrap();
+    dir
+}
+
+fn idmapped_bind(c: &mut Value, source: &Path, dest: &str, opts: &[&str], extra: Value) {
+    let mut m = json!({"destination": dest, "type": "bind", "source": source, "options": opts});
+    if let Value::Object(o) = extra {
+        m.as_object_mut().unwrap().extend(o);
+    }
+    add_mount(c, m);
+}
+
+#[test]
+fn idmap_mount_shows_host_owners_as_the_container_sees_its_own() {
+    let Some(t) = Test::new("idmap_implied") else {
+        return;
+    };
+    let rootfs = mapped_rootfs(&t);
+    let data = owned_files(&t, "data");
+    let out = t.sh(
+        "c",
+        "stat -c '%u:%g %n' /data/root-file /data/user-file /plain/root-file; \
+         touch /data/made-inside; ls /proc/self/fd | tr '\\n' ' '; echo; \
+         grep ' /data ' /proc/self/mountinfo",
+        |c| {
+            map_ids(c);
+            set_root(c, &rootfs);
+            idmapped_bind(c, &data, "/data", &["rbind", "idmap"], json!({}));
+            // The same directory without idmap: host root is nobody in the namespace.
+            bind_mount(c, &data, "/plain", false);
+        },
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0:0 /data/root-file", "{out}");
+    assert_eq!(lines[1], "1000:1000 /data/user-file", "{out}");
+    assert_eq!(lines[2], "65534:65534 /plain/root-file", "{out}");
+    // What the container's root makes there belongs to the host's root, not to 100000.
+    let md = std::fs::metadata(data.join("made-inside")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (0, 0));
+    // The parent's tree fd did not reach the container's program.
+    assert_eq!(lines[3].trim(), "0 1 2 3", "only stdio and ls's own dir fd: {out}");
+    assert!(lines[4].contains("idmapped"), "{out}");
+}
+
+#[test]
+fn idmap_mount_with_its_own_mappings_needs_no_user_namespace() {
+    let Some(t) = Test::new("idmap_explicit") else {
+        return;
+    };
+    let data = owned_files(&t, "data");
+    let maps = json!({
+        "uidMappings": [{"containerID": 0, "hostID": 4321, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 4322, "size": 1}],
+    });
+    let out = t.sh(
+        "c",
+        "stat -c '%u:%g' /data/root-file /data/user-file; cat /proc/self/uid_map",
+        |c| idmapped_bind(c, &data, "/data", &["bind", "ro"], maps.clone()),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    // On-disk 0 is shown as hostID; 1000 is outside the mapping.
+    assert_eq!(lines[0], "4321:4322", "{out}");
+    assert_eq!(lines[1], "65534:65534", "{out}");
+    // The container itself stays in the host's user namespace.
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"],
+        "{out}"
+    );
+}
+
+/// A tmpfs mounted below a bind source; unmounted when the test ends, even on panic.
+struct SubMount(std::path::PathBuf);
+impl Drop for SubMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn ridmap_maps_the_mounts_below_and_idmap_does_not() {
+    let Some(t) = Test::new("ridmap") else {
+        return;
+    };
+    let rootfs = mapped_rootfs(&t);
+    let data = owned_files(&t, "data");
+    let sub = data.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "mode=755", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _guard = SubMount(sub.clone());
+    std::fs::write(sub.join("f"), "f").unwrap();
+    for (opt, want) in [("idmap", "65534:65534"), ("ridmap", "0:0")] {
+        let out = t.sh(opt, "stat -c '%u:%g' /data/root-file /data/sub/f", |c| {
+            map_ids(c);
+            set_root(c, &rootfs);
+            idmapped_bind(c, &data, "/data", &["rbind", opt], json!({}));
+        });
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, ["0:0", want], "{opt}: {out}");
+    }
+}
+
+#[test]
+fn idmap_mounts_refuse_what_cannot_work() {
+    let Some(t) = Test::new("idmap_bad") else {
+        return;
+    };
+    let data = owned_files(&t, "data");
+    let cases: [(&str, Value, &[&str]); 4] = [
+        (
+            "no-userns",
+            json!({"destination": "/data", "type": "bind", "source": data, "options": ["bind", "idmap"]}),
+            &["/data", "idmap", "user namespace"],
+        ),
+        (
+            "not-bind",
+            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"],
+                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+                   "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+            &["/data", "bind mounts"],
+        ),
+        (
+            "uid-only",
+            json!({"destination": "/data", "type": "bind", "source": data, "options": ["bind"],
+                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+            &["/data", "both uidMappings and gidMappings"],
+        ),
+        (
+            "bad-map",
+            json!({"destination": "/data", "type": "bind", "source": data, "options": ["bind"],
+                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1},
+                                   {"containerID": 0, "hostID": 2, "size": 1}],
+                   "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+            &["/data", "uidMappings", "uid_map"],
+        ),
+    ];
+    for (tag, m, needles) in cases {
+        let id = t.id(tag);
+        let b = t.bundle(tag, &["true"], |c| add_mount(c, m));
+        create_fails(&t, &id, &b, needles);
+    }
+    // No helper process (a clone of strata with this test's --root) outlived its work.
+    let out = Command::new("pgrep")
+        .arg("-f")
+        .arg(t.root.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
 const USER: &str = "1000";
 
 /// strata as an unprivileged user, with its own XDG_RUNTIME_DIR (and so state root).

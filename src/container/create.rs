@@ -149,6 +149,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     std::fs::write(&saved, &spec_bytes).with_context(|| format!("write {}", saved.display()))?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
+    let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
+    crate::mounts::idmap::prepare(&mut plan.mounts, &plan.ns, id_maps.as_ref())?;
     plan.process.preserve_fds = o.preserve_fds;
     if o.listen_fds > 0 {
         for e in [
@@ -169,7 +171,6 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         o.console_socket.as_deref(),
         o.foreground,
     )?;
-    let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
     let fifo = mkfifo(&sd.fifo_path())?;
     let (chan_r, chan_w) = channel::channel()?;
     let (go_r, go_w) = channel::pipe()?;
@@ -201,11 +202,13 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         );
     }
     undo.pid = pid;
+    // The init has its copies of the idmapped trees.
+    plan.mounts.iter_mut().for_each(|m| m.tree = None);
     drop(chan_w);
     drop(go_r);
     // The init is already building the rootfs; it waits for "go" only before it needs
     // to be in its cgroups. If it failed meanwhile, its own message explains more.
-    let placed = id_maps.as_ref().map_or(Ok(()), |m| m.write(pid));
+    let placed = id_maps.as_ref().map_or(Ok(()), |m| m.write(pid, "linux."));
     let placed = placed
         .and_then(|_| cgroups::make(&placement))
         .and_then(|made| {

@@ -68,6 +68,31 @@ pub fn setattr(fd: RawFd, set: u64, clr: u64, recursive: bool) -> io::Result<()>
     Ok(())
 }
 
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// Idmap the detached mount at `fd` through the user namespace `userns` (and every mount
+/// below it with `recursive`).
+pub fn setattr_idmap(fd: RawFd, userns: RawFd, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(())
+}
+
 /// Attach the detached mount `tree` on top of the object `target` refers to.
 pub fn move_onto(tree: RawFd, target: RawFd) -> io::Result<()> {
     check(unsafe {

@@ -2,6 +2,7 @@
 //! rootfs. Every destination is resolved through [`Root`]; every mount targets an fd.
 
 pub mod fdmount;
+pub mod idmap;
 pub mod options;
 
 use anyhow::{bail, Context, Result};
@@ -31,6 +32,9 @@ pub struct MountPlan {
     pub kind: Kind,
     pub opts: MountOptions,
     data: Option<CString>,
+    /// Idmapped (bind mounts only): how, and the tree the parent built for it.
+    pub idmap: Option<idmap::Idmap>,
+    pub tree: Option<OwnedFd>,
 }
 
 /// Parse config.json's mounts (bind sources are relative to the bundle, like runc).
@@ -38,18 +42,8 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
     let mut out = Vec::with_capacity(mounts.len());
     for m in mounts {
         let raw = m.options().as_deref().unwrap_or(&[]);
-        // Fail closed: an idmapped mount silently made plain would show the files with
-        // the wrong owners (and writable by the wrong ids).
-        if raw.iter().any(|o| o == "idmap" || o == "ridmap")
-            || m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-        {
-            bail!(
-                "config.json: mounts: {}: idmapped mounts (idmap, uidMappings/gidMappings) are not supported yet",
-                m.destination().display()
-            );
-        }
         let opts = options::parse(raw);
+        let idmap = idmap::plan(m, opts.idmap)?;
         let typ = m.typ().as_deref().unwrap_or("");
         let source = m.source().clone().unwrap_or_default();
         let kind = if typ == "bind" || opts.bind {
@@ -93,6 +87,8 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
             kind,
             opts,
             data,
+            idmap,
+            tree: None,
         });
     }
     Ok(out)
@@ -213,8 +209,16 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
             .with_context(|| format!("open bind source {}", source.display()))?;
             check_proc_target(&m.dest, &target, crate::paths::is_procfs(src.as_raw_fd()))?;
             // A detached clone gets its flags before it is visible: never a writable window.
-            let tree = clone_tree(src.as_raw_fd(), m.opts.recursive_bind)
-                .with_context(|| format!("bind {} (clone)", source.display()))?;
+            // An idmapped one was cloned (and idmapped) by the parent.
+            let cloned;
+            let tree = match &m.tree {
+                Some(t) => t,
+                None => {
+                    cloned = clone_tree(src.as_raw_fd(), m.opts.recursive_bind)
+                        .with_context(|| format!("bind {} (clone)", source.display()))?;
+                    &cloned
+                }
+            };
             let (set, clr) = options::attrs_of_flags(m.opts.flags);
             setattr(tree.as_raw_fd(), set, clr, false)
                 .with_context(|| format!("set options on bind mount {}", m.dest.display()))?;
@@ -247,7 +251,7 @@ pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
                 return r.with_context(what);
             }
             match detached_fs(fstype, source, &m.opts) {
-                Ok(mnt) => attach(mnt, &target, m)?,
+                Ok(mnt) => attach(&mnt, &target, m)?,
                 // No fsopen (kernel < 5.2): mount(2) onto the fd, then the old way.
                 Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                     mount_at(
@@ -289,7 +293,7 @@ fn bind_host_sys(target: &OwnedFd, m: &MountPlan) -> Result<()> {
 /// move_mount onto the target fd, then propagation through the mount's own fd, which
 /// now names the attached mount. Nothing re-resolves the destination path, so a
 /// swapped symlink cannot redirect any step (CVE-2021-30465 class).
-fn attach(mnt: OwnedFd, target: &OwnedFd, m: &MountPlan) -> Result<()> {
+fn attach(mnt: &OwnedFd, target: &OwnedFd, m: &MountPlan) -> Result<()> {
     setattr(mnt.as_raw_fd(), m.opts.rec_set, m.opts.rec_clr, true)
         .with_context(|| format!("set recursive mount attributes on {}", m.dest.display()))?;
     move_onto(mnt.as_raw_fd(), target.as_raw_fd())

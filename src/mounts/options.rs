@@ -14,6 +14,8 @@ pub struct MountOptions {
     pub data: String,
     pub bind: bool,
     pub recursive_bind: bool,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true)).
+    pub idmap: Option<bool>,
 }
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -117,6 +119,7 @@ pub fn known() -> Vec<&'static str> {
         .chain(PROPAGATION_OPTIONS.iter().map(|o| o.0))
         .chain(REC_ATTR_OPTIONS.iter().map(|o| o.0))
         .chain(REC_ATIME_OPTIONS.iter().map(|o| o.0))
+        .chain(["idmap", "ridmap"])
         .chain(IGNORED_OPTIONS.iter().copied())
         .collect()
 }
@@ -137,6 +140,8 @@ pub fn parse(options: &[String]) -> MountOptions {
             rec(&mut o, attr, set);
         } else if let Some(&(_, mode)) = REC_ATIME_OPTIONS.iter().find(|f| f.0 == opt) {
             atime(&mut o, mode);
+        } else if opt == "idmap" || opt == "ridmap" {
+            o.idmap = Some(opt == "ridmap");
         } else if !IGNORED_OPTIONS.contains(&opt) {
             data.push(opt);
         }
