@@ -31,6 +31,10 @@ pub struct NsPlan {
     pub user: bool,
     /// A new user namespace, whose id maps the parent writes after clone.
     pub new_user: bool,
+    /// New namespaces the init unshares itself, after joining a user namespace by path,
+    /// so that they belong to that namespace and the init has rights over them (a new pid
+    /// namespace then takes one more fork: see `process::init`). Not in `clone_flags`.
+    pub deferred: libc::c_int,
 }
 
 /// The namespace types strata creates or joins: the one list `plan` checks and
@@ -125,6 +129,9 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
     }
     if seen & libc::CLONE_NEWNS == 0 {
         bail!("config.json: linux.namespaces: a mount namespace is required");
+    }
+    if p.user && !p.new_user {
+        p.deferred = std::mem::take(&mut p.clone_flags);
     }
     Ok(p)
 }

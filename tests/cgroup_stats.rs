@@ -242,7 +242,8 @@ fn v1_hierarchies_real_numbers_and_runc_json() {
         .join("memory.memsw.usage_in_bytes")
         .exists()
     {
-        assert!(m.swap.usage >= m.usage.usage, "{m:#?}");
+        // Two files read one after the other: allow for a charge or uncharge between.
+        assert!(m.swap.usage + (4 << 20) >= m.usage.usage, "{m:#?}");
     }
     assert_eq!(s1.pids.current, 3, "sh and two sleeps: {:?}", s1.pids);
     assert_eq!(s1.pids.limit, PIDS_LIMIT);

@@ -173,8 +173,80 @@ fn idmap_mount_shows_host_owners_as_the_container_sees_its_own() {
     let md = std::fs::metadata(data.join("made-inside")).unwrap();
     assert_eq!((md.uid(), md.gid()), (0, 0));
     // The parent's tree fd did not reach the container's program.
-    assert_eq!(lines[3].trim(), "0 1 2 3", "only stdio and ls's own dir fd: {out}");
+    assert_eq!(
+        lines[3].trim(),
+        "0 1 2 3",
+        "only stdio and ls's own dir fd: {out}"
+    );
     assert!(lines[4].contains("idmapped"), "{out}");
+}
+
+#[test]
+fn a_joined_user_namespace_owns_the_new_namespaces_and_idmaps() {
+    let Some(t) = Test::new("idmap_joined") else {
+        return;
+    };
+    let rootfs = mapped_rootfs(&t);
+    let data = owned_files(&t, "data");
+    let holder = t.id("holder");
+    let b = t.bundle("holder", &["sleep", "60"], |c| {
+        map_ids(c);
+        set_root(c, &rootfs);
+    });
+    t.strata(&["run", "-d", &holder, "-b", b.to_str().unwrap()])
+        .ok();
+    let userns = format!("/proc/{}/ns/user", t.pid(&holder));
+    // The Kubernetes shape: join the pod's user namespace, make the rest new in it.
+    let out = t.sh(
+        "c",
+        "stat -c '%u:%g' /data/user-file; echo $$; hostname; id -u",
+        |c| {
+            set_root(c, &rootfs);
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user", "path": userns}));
+            idmapped_bind(c, &data, "/data", &["rbind", "idmap"], json!({}));
+            c["hostname"] = json!("joined");
+        },
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1000:1000", "1", "joined", "0"],
+        "{out}"
+    );
+    // Detached: the state's pid is the forked init; exec and kill reach it.
+    let id = t.id("d");
+    let b = t.bundle("d", &["sleep", "60"], |c| {
+        set_root(c, &rootfs);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user", "path": userns}));
+    });
+    t.strata(&["run", "-d", &id, "-b", b.to_str().unwrap()])
+        .ok();
+    let pid = t.pid(&id);
+    let ns = |p: i32, n: &str| std::fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
+    assert_eq!(ns(pid, "user"), std::fs::read_link(&userns).unwrap());
+    assert_ne!(ns(pid, "pid"), ns(std::process::id() as i32, "pid"));
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .starts_with("sleep"));
+    let out = t.strata(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "tr '\\0' ' ' </proc/1/cmdline; echo; id -u",
+    ]);
+    assert_eq!(out.ok().lines(), ["sleep 60", "0"]);
+    t.strata(&["kill", &id, "KILL"]).ok();
+    assert!(wait_until(TIMEOUT, || !process_alive(pid)));
+    t.strata(&["delete", &id]).ok();
+    t.assert_no_leftovers(&id);
+    t.strata(&["delete", "--force", &holder]).ok();
+    t.assert_no_leftovers(&holder);
 }
 
 #[test]

@@ -184,7 +184,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     // non-dumpable once they are written, before it touches the container.
     let rootless = id_maps.is_some() && unsafe { libc::geteuid() } != 0;
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, rootless as libc::c_ulong, 0, 0, 0) };
-    let pid = clone_fork(plan.ns.clone_flags).context("clone container init")?;
+    let mut pid = clone_fork(plan.ns.clone_flags).context("clone container init")?;
     if pid == 0 {
         drop(chan_r);
         drop(go_w);
@@ -234,18 +234,18 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             anyhow::anyhow!("interrupted by signal {sig} while the container was being set up")
         })
     };
-    let mut msg = next()?;
-    if matches!(msg, Msg::Hooks) {
-        // The init waits before pivot_root; on error, `undo` kills it.
-        let state = hooks::State::new(&st, pid);
-        for kind in [Kind::Prestart, Kind::CreateRuntime] {
-            hooks::run(kind, hooks::of(st.hooks.as_ref(), kind), &state)?;
-        }
-        unsafe { libc::write(go_w.as_raw_fd(), b"h".as_ptr() as *const libc::c_void, 1) };
-        msg = next()?;
-    }
+    let mut hooks_ran = false;
     loop {
-        match msg {
+        match next()? {
+            Msg::Hooks if !hooks_ran => {
+                // The init waits before pivot_root; on error, `undo` kills it.
+                hooks_ran = true;
+                let state = hooks::State::new(&st, pid);
+                for kind in [Kind::Prestart, Kind::CreateRuntime] {
+                    hooks::run(kind, hooks::of(st.hooks.as_ref(), kind), &state)?;
+                }
+                unsafe { libc::write(go_w.as_raw_fd(), b"h".as_ptr() as *const libc::c_void, 1) };
+            }
             Msg::Ready => break,
             Msg::Fd(fd) => {
                 let Some((path, meta)) = plan
@@ -262,11 +262,16 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
                 };
                 crate::seccomp::send_listener(path, meta, &fd, pid, &state)?;
             }
+            Msg::Pid(p) => {
+                // The first init forked the real one into a new pid namespace, and exits.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+                pid = p;
+                undo.pid = p;
+            }
             Msg::Error(m) => bail!("container init: {m}"),
             Msg::Eof => bail!("container init exited during setup without a message"),
             Msg::Hooks => bail!("container init asked twice for the runtime's hooks"),
         }
-        msg = next()?;
     }
     let pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)

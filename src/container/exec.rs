@@ -270,7 +270,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 }
             }
             Msg::Error(m) => return kill(anyhow::anyhow!("exec: {m}")),
-            Msg::Hooks => return kill(anyhow::anyhow!("exec process sent a hooks request")),
+            Msg::Hooks | Msg::Pid(_) => {
+                return kill(anyhow::anyhow!("exec process sent an unexpected message"))
+            }
         }
     }
     if let Some(p) = &o.pid_file {

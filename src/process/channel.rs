@@ -1,5 +1,6 @@
 //! The init → parent message channel: "ready", "run the runtime's hooks", an fd for
-//! the parent (the seccomp listener), or an error the user must see.
+//! the parent (the seccomp listener), the init's pid when it was forked again, or an
+//! error the user must see.
 //!
 //! It is a CLOEXEC unix socket (fds can ride along), so a successful execve closes it:
 //! EOF after "ready" means the user's program is running.
@@ -11,6 +12,7 @@ const READY: u8 = b'R';
 const ERROR: u8 = b'E';
 const FD: u8 = b'F';
 const HOOKS: u8 = b'H';
+const PID: u8 = b'P';
 
 /// What the parent heard from the init.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub enum Msg {
     Error(String),
     /// An fd the parent must pass on (the seccomp notify listener).
     Fd(OwnedFd),
+    /// The init forked the real init (pid in the parent's pid namespace) and exited.
+    Pid(libc::pid_t),
     /// The init died or exec'd without another word.
     Eof,
 }
@@ -54,6 +58,13 @@ pub fn send_fd(chan: &OwnedFd, fd: std::os::fd::RawFd) -> std::io::Result<()> {
     crate::fdpass::send(chan.as_raw_fd(), &[FD], fd)
 }
 
+/// Child side: the pid of the process that carries on as the init.
+pub fn send_pid(fd: &OwnedFd, pid: libc::pid_t) {
+    let mut buf = [PID; 5];
+    buf[1..].copy_from_slice(&pid.to_le_bytes());
+    write_all(fd, &buf);
+}
+
 /// Child side: ask the parent to run its hooks.
 pub fn send_hooks(fd: &OwnedFd) {
     write_all(fd, &[HOOKS]);
@@ -85,6 +96,13 @@ pub fn recv(chan: &OwnedFd) -> Msg {
             None => Msg::Error("container init sent no fd with its fd message".into()),
         },
         HOOKS => Msg::Hooks,
+        PID => {
+            let mut b = [0u8; 4];
+            match f.read_exact(&mut b) {
+                Ok(()) => Msg::Pid(libc::pid_t::from_le_bytes(b)),
+                Err(_) => Msg::Error("container init sent a truncated pid".into()),
+            }
+        }
         ERROR => {
             let mut len = [0u8; 4];
             if f.read_exact(&mut len).is_err() {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::channel::{send_error, send_hooks, send_ready};
+use super::channel::{send_error, send_hooks, send_pid, send_ready};
 use super::user::{self, os};
 use super::InitPlan;
 use crate::hooks::{self, Kind};
@@ -35,11 +35,8 @@ pub struct InitFds {
 pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
     unsafe { libc::close(fds.lock) };
     // Hooks see the pid `strata state` shows; /proc is still the runtime's here.
-    let hook_state = plan.hooks.state.as_ref().map(|s| hooks::State {
-        pid: runtime_pid(),
-        ..s.clone()
-    });
-    let exe = match setup(plan, &fds, orig_mask, hook_state.as_ref()) {
+    let mut hook_state = plan.hooks.state.clone();
+    let exe = match setup(plan, &fds, orig_mask, &mut hook_state) {
         Ok(exe) => exe,
         Err(e) => {
             send_error(&fds.chan, &format!("{e:#}"));
@@ -107,7 +104,7 @@ fn setup(
     plan: &InitPlan,
     fds: &InitFds,
     orig_mask: &libc::sigset_t,
-    hook_state: Option<&hooks::State>,
+    hook_state: &mut Option<hooks::State>,
 ) -> Result<CString> {
     user::reset_signals(orig_mask);
     unsafe { libc::umask(0) };
@@ -135,6 +132,13 @@ fn setup(
             "become uid 0 in the user namespace (is container uid 0 mapped?)",
         )?;
     }
+    if plan.ns.deferred != 0 {
+        unshare_deferred(plan.ns.deferred, fds)?;
+    }
+    if let Some(s) = hook_state.as_mut() {
+        s.pid = runtime_pid();
+    }
+    let hook_state = hook_state.as_ref();
     plan.attrs.enter_time_ns()?;
     if let Some(name) = &plan.new_keyring {
         // A private session keyring, so the container cannot read the caller's keys.
@@ -191,6 +195,36 @@ fn setup(
     rootfs::finalize(plan.propagation, plan.readonly)?;
 
     user::prepare(&plan.process, &plan.attrs, &fds.chan)
+}
+
+/// After joining a user namespace by path, make the new namespaces, so that they belong
+/// to it (made at clone they would belong to the host's, and we could not mount in them).
+/// A new pid namespace only takes our children: fork once more (as a sibling, so the
+/// parent can reap it); the child, its pid 1, carries on as the init once we have told
+/// the parent its pid and gone.
+fn unshare_deferred(flags: libc::c_int, fds: &InitFds) -> Result<()> {
+    os(
+        unsafe { libc::unshare(flags & !libc::CLONE_NEWPID) },
+        "create namespaces in the joined user namespace",
+    )?;
+    if flags & libc::CLONE_NEWPID == 0 {
+        return Ok(());
+    }
+    os(
+        unsafe { libc::unshare(libc::CLONE_NEWPID) },
+        "create a pid namespace in the joined user namespace",
+    )?;
+    let (r, w) = super::channel::pipe().context("pipe")?;
+    let pid = super::clone::clone_fork(libc::CLONE_PARENT).context("fork the init")?;
+    if pid == 0 {
+        drop(w);
+        let mut b = [0u8; 1];
+        // EOF once the first init has sent our pid (and exited): only then may we talk.
+        unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) };
+        return Ok(());
+    }
+    send_pid(&fds.chan, pid);
+    unsafe { libc::_exit(0) }
 }
 
 /// prestart and createRuntime hooks run in the parent, createContainer ones here: after
