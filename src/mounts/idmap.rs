@@ -88,28 +88,29 @@ pub fn prepare(mounts: &mut [MountPlan], ns: &NsPlan, container: Option<&IdMaps>
         let Kind::Bind { source } = &m.kind else {
             bail!("config.json: mounts: {dest}: idmapped mounts must be bind mounts");
         };
-        let maps = match (&idmap.maps, container, joined) {
-            (Some(maps), _, _) => maps,
-            (None, Some(maps), _) => maps,
-            (None, None, Some(fd)) => {
-                let fd = fd.try_clone().context("dup user namespace fd")?;
-                m.tree = Some(idmapped_tree(source, m.opts.recursive_bind, idmap.recursive, &fd, &dest)?);
-                continue;
+        let maps = match (&idmap.maps, container) {
+            (Some(maps), _) | (None, Some(maps)) => Some(maps),
+            (None, None) => None,
+        };
+        let ns = match (maps, joined) {
+            (Some(maps), _) => {
+                let key = (maps.uid.clone(), maps.gid.clone());
+                if !userns.contains_key(&key) {
+                    let fd = helper_userns(maps, &dest)?;
+                    userns.insert(key.clone(), fd);
+                }
+                &userns[&key]
             }
-            (None, None, None) => bail!(
+            (None, Some(fd)) => fd,
+            (None, None) => bail!(
                 "config.json: mounts: {dest}: idmap without uidMappings/gidMappings uses the container's user namespace, and the container has none (add {{\"type\": \"user\"}} to linux.namespaces, or give the mount its own mappings)"
             ),
         };
-        let key = (maps.uid.clone(), maps.gid.clone());
-        if !userns.contains_key(&key) {
-            let fd = helper_userns(maps, &dest)?;
-            userns.insert(key.clone(), fd);
-        }
         m.tree = Some(idmapped_tree(
             source,
             m.opts.recursive_bind,
             idmap.recursive,
-            &userns[&key],
+            ns,
             &dest,
         )?);
     }
@@ -177,7 +178,14 @@ fn helper_userns(maps: &IdMaps, dest: &str) -> Result<OwnedFd> {
 /// Whether the kernel has mount_setattr (Linux 5.12), and so idmapped mounts.
 pub fn supported() -> bool {
     let r = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, std::ptr::null::<u8>(), 0)
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            0,
+            std::ptr::null::<u8>(),
+            0,
+        )
     };
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
 }
