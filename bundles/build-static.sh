@@ -9,6 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')
 libdir=$(pkg-config --variable=libdir libseccomp 2>/dev/null || echo "/usr/lib/$(gcc -print-multiarch)")
-RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
+flags="-C target-feature=+crt-static"
+# Static glibc applies packed relocations itself only from 2.36 on (an older one would
+# crash at start), and ld writes them from binutils 2.38 on.
+ver() { printf '%s\n' "$2" "$1" | sort -V -C; } # ver A B: A >= B
+glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
+binutils=$(ld --version 2>/dev/null | head -1 | grep -oE '[0-9]+\.[0-9]+' | head -1)
+if ver "${glibc:-0}" 2.36 && ver "${binutils:-0}" 2.38; then
+    flags="$flags -C link-arg=-Wl,-z,pack-relative-relocs"
+fi
+RUSTFLAGS="$flags" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
     cargo build --release --quiet --target "$host" >&2
 echo "$PWD/target/$host/release/strata"

@@ -89,7 +89,7 @@ ctr_exec() { ctrc task exec --fifo-dir "$WORKDIR/fifo" "$@"; }
 # The same under a terminal (ctr -t wants one): script's exit status is ctr's.
 ctr_tty() {
     local cmd
-    cmd=$(printf '%q ' timeout -k 5 30 ctr --address "$SOCK" -n "$NS" "$@")
+    cmd=$(printf '%q ' timeout -k 5 60 ctr --address "$SOCK" -n "$NS" "$@")
     script -qec "$cmd" /dev/null </dev/null | tr -d '\r\000'
     return "${PIPESTATUS[0]}"
 }
@@ -252,7 +252,7 @@ ctr_tty_run() {
 # A hang here (ctr never returned) was seen once in CI and never reproduced in dozens of
 # runs: if it comes back, say what each party was doing, then try once more, loudly.
 tty_diagnostics() {
-    echo "--- run -t ($1) did not finish (rc $rc, output [$out]): diagnostics"
+    echo "--- run -t ($1) hung (rc $rc, output [$out]): diagnostics"
     rt_state "$1"
     tail -20 "$(bundle_dir "$1")/log.json" 2>&1
     grep -F "$1" "$CTD/containerd.log" | tail -30
@@ -263,7 +263,9 @@ tty_diagnostics() {
     ctrc containers rm "$1" >/dev/null 2>&1
 }
 ctr_tty_run "$PFX-tty"
-if [ "$rc" != 4 ]; then
+# Only a hang (timeout's 124, or 137 after its KILL) earns the retry; any other status
+# is a plain failure.
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     tty_diagnostics "$PFX-tty"
     echo "note - run -t: retrying once after the hang above"
     ctr_tty_run "$PFX-tty2"

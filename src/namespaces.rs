@@ -136,7 +136,8 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
     Ok(p)
 }
 
-fn is_ours(fd: &OwnedFd, name: &str) -> bool {
+/// Whether `fd` is the namespace (of type `name`) we are in ourselves.
+pub fn is_ours(fd: &OwnedFd, name: &str) -> bool {
     let file = match name {
         "network" => "net",
         "mount" => "mnt",

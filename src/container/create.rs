@@ -62,6 +62,14 @@ impl Drop for Undo {
                 libc::waitpid(self.pid, std::ptr::null_mut(), 0);
             }
         }
+        // What else got into the cgroups we made: an init forked into a new pid
+        // namespace that we had not heard of yet.
+        for p in cgroups::pids(&self.cgroups) {
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+                libc::waitpid(p, std::ptr::null_mut(), 0);
+            }
+        }
         cgroups::remove(&self.cgroups);
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
@@ -150,7 +158,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
-    crate::mounts::idmap::prepare(&mut plan.mounts, &plan.ns, id_maps.as_ref())?;
+    let idmaps = crate::mounts::idmap::prepare(&plan.mounts, &plan.ns, id_maps.as_ref())?;
     plan.process.preserve_fds = o.preserve_fds;
     if o.listen_fds > 0 {
         for e in [
@@ -202,8 +210,6 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         );
     }
     undo.pid = pid;
-    // The init has its copies of the idmapped trees.
-    plan.mounts.iter_mut().for_each(|m| m.tree = None);
     drop(chan_w);
     drop(go_r);
     // The init is already building the rootfs; it waits for "go" only before it needs
@@ -235,6 +241,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         })
     };
     let mut hooks_ran = false;
+    let mut forked = false;
     loop {
         match next()? {
             Msg::Hooks if !hooks_ran => {
@@ -262,11 +269,21 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
                 };
                 crate::seccomp::send_listener(path, meta, &fd, pid, &state)?;
             }
-            Msg::Pid(p) => {
+            Msg::Pid(p) if !forked && plan.ns.deferred & libc::CLONE_NEWPID != 0 => {
                 // The first init forked the real one into a new pid namespace, and exits.
+                forked = true;
                 unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
                 pid = p;
                 undo.pid = p;
+            }
+            Msg::Pid(_) => bail!("container init sent a pid nobody asked for"),
+            Msg::Idmap => {
+                let Some(prepared) = &idmaps else {
+                    bail!("container init asked for idmapped mounts it has none of");
+                };
+                for tree in crate::mounts::idmap::build(prepared, &plan.mounts, pid)? {
+                    channel::send_tree(&chan_r, &tree).context("send an idmapped mount")?;
+                }
             }
             Msg::Error(m) => bail!("container init: {m}"),
             Msg::Eof => bail!("container init exited during setup without a message"),

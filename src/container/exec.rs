@@ -270,7 +270,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 }
             }
             Msg::Error(m) => return kill(anyhow::anyhow!("exec: {m}")),
-            Msg::Hooks | Msg::Pid(_) => {
+            Msg::Hooks | Msg::Pid(_) | Msg::Idmap => {
                 return kill(anyhow::anyhow!("exec process sent an unexpected message"))
             }
         }

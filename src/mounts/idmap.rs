@@ -1,17 +1,19 @@
 //! Idmapped bind mounts (`idmap`, `ridmap`, `uidMappings`/`gidMappings` on a mount).
 //!
 //! The kernel only lets a process with CAP_SYS_ADMIN over the source's filesystem idmap
-//! a mount, and the init may already be in a user namespace of its own; so the parent
-//! builds each idmapped tree detached, before the clone, and the init only attaches it
-//! (the fd is inherited, and CLOEXEC so the container's program never sees it).
-//! The mapping lives in a user namespace made for it by a short-lived helper process,
-//! or is the namespace the container joins by path.
+//! a mount, and the init may be in a user namespace of its own; so the parent does it,
+//! as runc does: once the init has made its mount namespace a slave of the host's, it
+//! asks; the parent enters that namespace, clones each source there (so the tree is a
+//! slave, and keeps the locks the user namespace put on host mounts), idmaps it, and
+//! hands the detached tree over the channel; the init attaches it. The mapping lives in
+//! a user namespace made for it by a short-lived helper process (one per distinct
+//! mapping: namespaces count against a per-user limit), or is one the container joins.
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxIdMapping, Mount};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use super::fdmount::{clone_tree, setattr_idmap};
@@ -66,11 +68,22 @@ pub fn plan(m: &Mount, recursive: Option<bool>) -> Result<Option<Idmap>> {
     }))
 }
 
-/// Build every idmapped tree of `mounts` (in the parent, before the clone). `container`
-/// is the container's new user namespace's mappings, if it has one.
-pub fn prepare(mounts: &mut [MountPlan], ns: &NsPlan, container: Option<&IdMaps>) -> Result<()> {
+/// The user namespace each idmapped mount goes through, in mount order.
+pub struct Prepared {
+    usernses: Vec<OwnedFd>,
+    /// (index into the mounts, index into `usernses`).
+    jobs: Vec<(usize, usize)>,
+}
+
+/// Check the idmapped mounts and make their user namespaces (in the parent, before the
+/// clone). `container` is the container's new user namespace's mappings, if it has one.
+pub fn prepare(
+    mounts: &[MountPlan],
+    ns: &NsPlan,
+    container: Option<&IdMaps>,
+) -> Result<Option<Prepared>> {
     if !mounts.iter().any(|m| m.idmap.is_some()) {
-        return Ok(());
+        return Ok(None);
     }
     if unsafe { libc::geteuid() } != 0 {
         bail!("config.json: mounts: idmapped mounts need a root runtime (the kernel asks for CAP_SYS_ADMIN over the source's filesystem); not supported rootless");
@@ -80,41 +93,104 @@ pub fn prepare(mounts: &mut [MountPlan], ns: &NsPlan, container: Option<&IdMaps>
         .iter()
         .find(|(_, t, _)| *t == libc::CLONE_NEWUSER)
         .map(|(fd, _, _)| fd);
-    // One helper namespace per distinct mapping.
-    let mut userns: HashMap<(String, String), OwnedFd> = HashMap::new();
-    for m in mounts.iter_mut() {
+    let mut p = Prepared {
+        usernses: vec![],
+        jobs: vec![],
+    };
+    let mut by_maps: HashMap<(String, String), usize> = HashMap::new();
+    for (i, m) in mounts.iter().enumerate() {
         let Some(idmap) = &m.idmap else { continue };
-        let dest = m.dest.display().to_string();
-        let Kind::Bind { source } = &m.kind else {
+        let dest = m.dest.display();
+        if !matches!(m.kind, Kind::Bind { .. }) {
             bail!("config.json: mounts: {dest}: idmapped mounts must be bind mounts");
+        }
+        let (maps, what) = match (&idmap.maps, container) {
+            (Some(maps), _) => (Some(maps), format!("mounts: {dest}: ")),
+            (None, Some(maps)) => (Some(maps), "linux.".to_string()),
+            (None, None) => (None, String::new()),
         };
-        let maps = match (&idmap.maps, container) {
-            (Some(maps), _) | (None, Some(maps)) => Some(maps),
-            (None, None) => None,
-        };
-        let ns = match (maps, joined) {
+        let n = match (maps, joined) {
             (Some(maps), _) => {
                 let key = (maps.uid.clone(), maps.gid.clone());
-                if !userns.contains_key(&key) {
-                    let fd = helper_userns(maps, &dest)?;
-                    userns.insert(key.clone(), fd);
+                match by_maps.get(&key) {
+                    Some(&n) => n,
+                    None => {
+                        p.usernses.push(helper_userns(maps, &what)?);
+                        by_maps.insert(key, p.usernses.len() - 1);
+                        p.usernses.len() - 1
+                    }
                 }
-                &userns[&key]
             }
-            (None, Some(fd)) => fd,
+            (None, Some(fd)) => {
+                // Our own user namespace maps nothing: the kernel would refuse it as an
+                // idmap with a puzzling EPERM.
+                if crate::namespaces::is_ours(fd, "user") {
+                    bail!("config.json: mounts: {dest}: idmap without uidMappings/gidMappings uses the container's user namespace, and the one it joins is the host's");
+                }
+                p.usernses.push(fd.try_clone().context("dup user namespace fd")?);
+                p.usernses.len() - 1
+            }
             (None, None) => bail!(
                 "config.json: mounts: {dest}: idmap without uidMappings/gidMappings uses the container's user namespace, and the container has none (add {{\"type\": \"user\"}} to linux.namespaces, or give the mount its own mappings)"
             ),
         };
-        m.tree = Some(idmapped_tree(
-            source,
-            m.opts.recursive_bind,
-            idmap.recursive,
-            ns,
-            &dest,
-        )?);
+        p.jobs.push((i, n));
     }
-    Ok(())
+    Ok(Some(p))
+}
+
+/// Build the idmapped trees inside the init's (`pid`'s) mount namespace, in mount order.
+/// We enter it for the time it takes and come back to our own namespace, root and cwd.
+pub fn build(p: &Prepared, mounts: &[MountPlan], pid: libc::pid_t) -> Result<Vec<OwnedFd>> {
+    let open = |path: &std::ffi::CStr, flags| {
+        crate::paths::openat(libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, 0)
+            .with_context(|| format!("open {}", path.to_string_lossy()))
+    };
+    let own_ns = open(c"/proc/self/ns/mnt", libc::O_RDONLY)?;
+    let root = open(c"/", libc::O_PATH | libc::O_DIRECTORY)?;
+    let cwd = open(c".", libc::O_PATH | libc::O_DIRECTORY)?;
+    let theirs = open(
+        &CString::new(format!("/proc/{pid}/ns/mnt"))?,
+        libc::O_RDONLY,
+    )?;
+    crate::namespaces::join(&theirs, libc::CLONE_NEWNS, "the container's mount")?;
+    let trees: Result<Vec<OwnedFd>> = p
+        .jobs
+        .iter()
+        .map(|&(i, n)| {
+            let m = &mounts[i];
+            let (Kind::Bind { source }, Some(idmap)) = (&m.kind, &m.idmap) else {
+                unreachable!("prepare only keeps idmapped binds");
+            };
+            idmapped_tree(
+                source,
+                m.opts.recursive_bind,
+                idmap.recursive,
+                &p.usernses[n],
+                &m.dest.display().to_string(),
+            )
+        })
+        .collect();
+    // Back home; without it every later step would run in the container's namespace.
+    let back =
+        crate::namespaces::join(&own_ns, libc::CLONE_NEWNS, "our own mount").and_then(|_| {
+            let ok = unsafe {
+                libc::fchdir(root.as_raw_fd()) == 0
+                    && libc::chroot(c".".as_ptr()) == 0
+                    && libc::fchdir(cwd.as_raw_fd()) == 0
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error()).context("restore our root and cwd")
+            }
+        });
+    if let Err(e) = back {
+        // Half in the container's namespace, nothing we do next can be trusted.
+        eprintln!("strata: {e:#}");
+        std::process::abort();
+    }
+    trees
 }
 
 fn idmapped_tree(
@@ -146,16 +222,12 @@ fn idmapped_tree(
 
 /// A user namespace with `maps`, held by a helper process only while the maps are written
 /// and the namespace is opened.
-fn helper_userns(maps: &IdMaps, dest: &str) -> Result<OwnedFd> {
-    let mut p = [0i32; 2];
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("pipe");
-    }
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+fn helper_userns(maps: &IdMaps, what: &str) -> Result<OwnedFd> {
+    let (r, w) = crate::process::channel::pipe().context("pipe")?;
     let pid = crate::process::clone::clone_fork(libc::CLONE_NEWUSER)
         .context("clone a helper user namespace")?;
     if pid == 0 {
-        // Wait for the parent's end to close, then go.
+        // The namespace lives as long as a process is in it: until we have opened it.
         drop(w);
         let mut b = [0u8; 1];
         unsafe {
@@ -164,7 +236,7 @@ fn helper_userns(maps: &IdMaps, dest: &str) -> Result<OwnedFd> {
         }
     }
     drop(r);
-    let res = maps.write(pid, &format!("mounts: {dest}: ")).and_then(|_| {
+    let res = maps.write(pid, what).and_then(|_| {
         let path = format!("/proc/{pid}/ns/user");
         std::fs::File::open(&path)
             .map(OwnedFd::from)

@@ -32,9 +32,8 @@ pub struct MountPlan {
     pub kind: Kind,
     pub opts: MountOptions,
     data: Option<CString>,
-    /// Idmapped (bind mounts only): how, and the tree the parent built for it.
+    /// Idmapped (bind mounts only): the parent builds its tree (see [`idmap`]).
     pub idmap: Option<idmap::Idmap>,
-    pub tree: Option<OwnedFd>,
 }
 
 /// Parse config.json's mounts (bind sources are relative to the bundle, like runc).
@@ -88,7 +87,6 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
             opts,
             data,
             idmap,
-            tree: None,
         });
     }
     Ok(out)
@@ -183,35 +181,50 @@ fn finish(root: &Root, m: &MountPlan) -> Result<()> {
     Ok(())
 }
 
-/// Apply one planned mount inside `root`.
-pub fn apply(root: &Root, m: &MountPlan, cgroup: &CgroupMount) -> Result<()> {
+/// Apply one planned mount inside `root`; `tree` is the idmapped tree the parent built.
+pub fn apply(
+    root: &Root,
+    m: &MountPlan,
+    cgroup: &CgroupMount,
+    tree: Option<&OwnedFd>,
+) -> Result<()> {
     match &m.kind {
         Kind::Bind { source } => {
-            let meta = std::fs::metadata(source).with_context(|| {
-                format!(
-                    "bind mount source {} for {}",
-                    source.display(),
-                    m.dest.display()
-                )
-            })?;
-            let target = if meta.is_dir() {
+            // An idmapped tree is what gets mounted: judge it, not the path (which the
+            // init, a user namespace's root, may not even be allowed to open).
+            let opened;
+            let src = match tree {
+                Some(t) => t,
+                None => {
+                    opened = crate::paths::openat(
+                        libc::AT_FDCWD,
+                        &CString::new(source.as_os_str().as_bytes())?,
+                        libc::O_PATH | libc::O_CLOEXEC,
+                        0,
+                    )
+                    .with_context(|| {
+                        format!(
+                            "bind mount source {} for {}",
+                            source.display(),
+                            m.dest.display()
+                        )
+                    })?;
+                    &opened
+                }
+            };
+            let is_dir = crate::paths::fstat(src.as_raw_fd())
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .with_context(|| format!("stat bind source {}", source.display()))?;
+            let target = if is_dir {
                 root.mkdir_all(&m.dest, 0o755)
             } else {
                 root.ensure_file(&m.dest)
             }
             .with_context(|| format!("create bind mount point {}", m.dest.display()))?;
-            let src = crate::paths::openat(
-                libc::AT_FDCWD,
-                &CString::new(source.as_os_str().as_bytes())?,
-                libc::O_PATH,
-                0,
-            )
-            .with_context(|| format!("open bind source {}", source.display()))?;
             check_proc_target(&m.dest, &target, crate::paths::is_procfs(src.as_raw_fd()))?;
             // A detached clone gets its flags before it is visible: never a writable window.
-            // An idmapped one was cloned (and idmapped) by the parent.
             let cloned;
-            let tree = match &m.tree {
+            let tree = match tree {
                 Some(t) => t,
                 None => {
                     cloned = clone_tree(src.as_raw_fd(), m.opts.recursive_bind)

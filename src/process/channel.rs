@@ -1,6 +1,7 @@
 //! The init → parent message channel: "ready", "run the runtime's hooks", an fd for
-//! the parent (the seccomp listener), the init's pid when it was forked again, or an
-//! error the user must see.
+//! the parent (the seccomp listener), the init's pid when it was forked again, "build
+//! my idmapped mounts" (answered the other way, one tree fd each), or an error the user
+//! must see.
 //!
 //! It is a CLOEXEC unix socket (fds can ride along), so a successful execve closes it:
 //! EOF after "ready" means the user's program is running.
@@ -13,6 +14,8 @@ const ERROR: u8 = b'E';
 const FD: u8 = b'F';
 const HOOKS: u8 = b'H';
 const PID: u8 = b'P';
+const IDMAP: u8 = b'I';
+const TREE: u8 = b'T';
 
 /// What the parent heard from the init.
 #[derive(Debug)]
@@ -25,6 +28,8 @@ pub enum Msg {
     Fd(OwnedFd),
     /// The init forked the real init (pid in the parent's pid namespace) and exited.
     Pid(libc::pid_t),
+    /// Build the idmapped trees (see `mounts::idmap`) and send them back with `send_tree`.
+    Idmap,
     /// The init died or exec'd without another word.
     Eof,
 }
@@ -59,10 +64,31 @@ pub fn send_fd(chan: &OwnedFd, fd: std::os::fd::RawFd) -> std::io::Result<()> {
 }
 
 /// Child side: the pid of the process that carries on as the init.
-pub fn send_pid(fd: &OwnedFd, pid: libc::pid_t) {
+pub fn send_pid(fd: &OwnedFd, pid: libc::pid_t) -> bool {
     let mut buf = [PID; 5];
     buf[1..].copy_from_slice(&pid.to_le_bytes());
-    write_all(fd, &buf);
+    write_all(fd, &buf)
+}
+
+/// Child side: ask for the idmapped trees and receive `n` of them, in mount order.
+pub fn request_trees(chan: &OwnedFd, n: usize) -> std::io::Result<Vec<OwnedFd>> {
+    if !write_all(chan, &[IDMAP]) {
+        return Err(std::io::Error::last_os_error());
+    }
+    (0..n)
+        .map(|_| {
+            let mut tag = [0u8; 1];
+            match crate::fdpass::recv(chan.as_raw_fd(), &mut tag)? {
+                (1, Some(fd)) if tag[0] == TREE => Ok(fd),
+                _ => Err(std::io::Error::other("the runtime sent no idmapped tree")),
+            }
+        })
+        .collect()
+}
+
+/// Parent side: one idmapped tree for the init.
+pub fn send_tree(chan: &OwnedFd, tree: &OwnedFd) -> std::io::Result<()> {
+    crate::fdpass::send(chan.as_raw_fd(), &[TREE], tree.as_raw_fd())
 }
 
 /// Child side: ask the parent to run its hooks.
@@ -96,6 +122,7 @@ pub fn recv(chan: &OwnedFd) -> Msg {
             None => Msg::Error("container init sent no fd with its fd message".into()),
         },
         HOOKS => Msg::Hooks,
+        IDMAP => Msg::Idmap,
         PID => {
             let mut b = [0u8; 4];
             match f.read_exact(&mut b) {

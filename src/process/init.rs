@@ -173,11 +173,24 @@ fn setup(
     rootfs::prepare(&plan.rootfs, plan.propagation)?;
     let root = Root::open(&plan.rootfs)
         .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
+    // Idmapped trees come from the parent, cloned in our namespace now that it is a slave.
+    let n = plan.mounts.iter().filter(|m| m.idmap.is_some()).count();
+    let mut trees = if n > 0 {
+        super::channel::request_trees(&fds.chan, n).context("receive idmapped mounts")?
+    } else {
+        vec![]
+    }
+    .into_iter();
     for m in &plan.mounts {
         if matches!(m.kind, mounts::Kind::Cgroup) {
             gate.pass()?;
         }
-        mounts::apply(&root, m, &plan.cgroup_mount)?;
+        let tree = if m.idmap.is_some() {
+            trees.next()
+        } else {
+            None
+        };
+        mounts::apply(&root, m, &plan.cgroup_mount, tree.as_ref())?;
     }
     gate.pass()?;
     devices::create(&root, &plan.devices, plan.ptmx, plan.ns.user)?;
@@ -218,13 +231,22 @@ fn unshare_deferred(flags: libc::c_int, fds: &InitFds) -> Result<()> {
     let pid = super::clone::clone_fork(libc::CLONE_PARENT).context("fork the init")?;
     if pid == 0 {
         drop(w);
+        // One byte once the parent knows our pid; EOF (the first init died or could not
+        // tell it) means nobody would ever reap or clean up after us.
         let mut b = [0u8; 1];
-        // EOF once the first init has sent our pid (and exited): only then may we talk.
-        unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) };
+        if unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
+            unsafe { libc::_exit(1) };
+        }
         return Ok(());
     }
-    send_pid(&fds.chan, pid);
-    unsafe { libc::_exit(0) }
+    if send_pid(&fds.chan, pid) {
+        unsafe { libc::write(w.as_raw_fd(), b"p".as_ptr() as *const libc::c_void, 1) };
+        unsafe { libc::_exit(0) }
+    }
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::_exit(1)
+    }
 }
 
 /// prestart and createRuntime hooks run in the parent, createContainer ones here: after
