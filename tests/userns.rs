@@ -380,7 +380,11 @@ fn idmapped_trees_are_slaves_with_locked_submounts() {
             }
         },
     );
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["mounted", "locked"], "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["mounted", "locked"],
+        "{out}"
+    );
     let host = host_mount_points();
     let new = data.join("new");
     assert!(

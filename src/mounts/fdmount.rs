@@ -48,24 +48,7 @@ pub fn setattr(fd: RawFd, set: u64, clr: u64, recursive: bool) -> io::Result<()>
     if set == 0 && clr == 0 {
         return Ok(());
     }
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clr,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd,
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })?;
-    Ok(())
+    mount_setattr(fd, set, clr, 0, recursive)
 }
 
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
@@ -73,11 +56,15 @@ const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 /// Idmap the detached mount at `fd` through the user namespace `userns` (and every mount
 /// below it with `recursive`).
 pub fn setattr_idmap(fd: RawFd, userns: RawFd, recursive: bool) -> io::Result<()> {
+    mount_setattr(fd, MOUNT_ATTR_IDMAP, 0, userns as u64, recursive)
+}
+
+fn mount_setattr(fd: RawFd, set: u64, clr: u64, userns: u64, recursive: bool) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
+        attr_set: set,
+        attr_clr: clr,
         propagation: 0,
-        userns_fd: userns as u64,
+        userns_fd: userns,
     };
     let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
     check(unsafe {
