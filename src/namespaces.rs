@@ -35,6 +35,11 @@ pub struct NsPlan {
     /// so that they belong to that namespace and the init has rights over them (a new pid
     /// namespace then takes one more fork: see `process::init`). Not in `clone_flags`.
     pub deferred: libc::c_int,
+    /// A new user namespace that the init unshares itself, after joining namespaces by
+    /// path: those belong to the host's user namespace, which a process born in a new
+    /// one has no rights in (runc orders it the same way). The parent writes the id maps
+    /// when the init says it is there; the other new namespaces are `deferred`.
+    pub unshare_user: bool,
 }
 
 /// The namespace types strata creates or joins: the one list `plan` checks and
@@ -132,6 +137,9 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
     }
     if p.user && !p.new_user {
         p.deferred = std::mem::take(&mut p.clone_flags);
+    } else if p.new_user && !p.join.is_empty() {
+        p.unshare_user = true;
+        p.deferred = std::mem::take(&mut p.clone_flags) & !libc::CLONE_NEWUSER;
     }
     Ok(p)
 }

@@ -267,6 +267,87 @@ fn a_joined_user_namespace_owns_the_new_namespaces_and_idmaps() {
     t.assert_no_leftovers(&holder);
 }
 
+/// A new user namespace that joins a namespace the host's user namespace owns (here the
+/// network namespace of a plain container, as with a pod's or the host's network): it is
+/// joined first, then the user namespace is made, then the rest in it, so the container
+/// still owns its hostname.
+#[test]
+fn a_new_user_namespace_joins_host_owned_namespaces() {
+    let Some(t) = Test::new("userns_join_host") else {
+        return;
+    };
+    let rootfs = mapped_rootfs(&t);
+    let holder = t.id("holder");
+    let b = t.bundle("holder", &["sleep", "60"], |_| {});
+    t.strata(&["run", "-d", &holder, "-b", b.to_str().unwrap()])
+        .ok();
+    let hpid = t.pid(&holder);
+    let ns = |p: i32, n: &str| {
+        std::fs::read_link(format!("/proc/{p}/ns/{n}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let join = |c: &mut Value, types: &[(&str, &str)]| {
+        map_ids(c);
+        set_root(c, &rootfs);
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            for (typ, file) in types {
+                if n["type"] == *typ {
+                    n["path"] = json!(format!("/proc/{hpid}/ns/{file}"));
+                }
+            }
+        }
+        c["hostname"] = json!("own-uts");
+    };
+    let joined = |c: &mut Value| join(c, &[("network", "net")]);
+    let out = t.sh(
+        "c",
+        "readlink /proc/self/ns/net; id -u; hostname; cat /proc/self/uid_map",
+        joined,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [ns(hpid, "net"), "0".into(), "own-uts".into()],
+        "{out}"
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{out}"
+    );
+    // An ipc namespace it does not own cannot get its /dev/mqueue (runc fails alike): a
+    // clear error, and nothing left.
+    let bad = t.id("ipc");
+    let b = t.bundle("ipc", &["true"], |c| join(c, &[("ipc", "ipc")]));
+    let out = t.strata(&["run", &bad, "-b", b.to_str().unwrap()]);
+    out.assert_error(&["mount mqueue on /dev/mqueue"]);
+    t.assert_no_leftovers(&bad);
+    // Detached, and `exec` enters the host-owned namespace before the user namespace.
+    let id = t.id("d");
+    let b = t.bundle("d", &["sleep", "60"], joined);
+    t.strata(&["run", "-d", &id, "-b", b.to_str().unwrap()])
+        .ok();
+    let pid = t.pid(&id);
+    assert_ne!(ns(pid, "user"), ns(std::process::id() as i32, "user"));
+    let out = t.strata(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; id -u; hostname",
+    ]);
+    assert_eq!(
+        out.ok().lines(),
+        [ns(hpid, "net"), "0".into(), "own-uts".into()]
+    );
+    t.strata(&["delete", "--force", &id]).ok();
+    t.assert_no_leftovers(&id);
+    t.strata(&["delete", "--force", &holder]).ok();
+    t.assert_no_leftovers(&holder);
+}
+
 #[test]
 fn idmap_mount_with_its_own_mappings_needs_no_user_namespace() {
     let Some(t) = Test::new("idmap_explicit") else {

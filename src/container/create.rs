@@ -214,8 +214,20 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     drop(go_r);
     // The init is already building the rootfs; it waits for "go" only before it needs
     // to be in its cgroups. If it failed meanwhile, its own message explains more.
-    let placed = id_maps.as_ref().map_or(Ok(()), |m| m.write(pid, "linux."));
+    let placed = if plan.ns.unshare_user {
+        // The maps can only be written once the init has made its user namespace.
+        match channel::recv(&chan_r) {
+            Msg::Userns => Ok(()),
+            Msg::Error(m) => Err(anyhow::anyhow!("container init: {m}")),
+            m => Err(anyhow::anyhow!(
+                "container init: expected its user namespace, got {m:?}"
+            )),
+        }
+    } else {
+        Ok(())
+    };
     let placed = placed
+        .and_then(|_| id_maps.as_ref().map_or(Ok(()), |m| m.write(pid, "linux.")))
         .and_then(|_| cgroups::make(&placement))
         .and_then(|made| {
             undo.cgroups = made;
@@ -288,6 +300,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Msg::Error(m) => bail!("container init: {m}"),
             Msg::Eof => bail!("container init exited during setup without a message"),
             Msg::Hooks => bail!("container init asked twice for the runtime's hooks"),
+            Msg::Userns => bail!("container init sent an unexpected user namespace message"),
         }
     }
     let pid_start = crate::container::status::proc_stat(pid)

@@ -270,7 +270,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 }
             }
             Msg::Error(m) => return kill(anyhow::anyhow!("exec: {m}")),
-            Msg::Hooks | Msg::Pid(_) | Msg::Idmap => {
+            Msg::Hooks | Msg::Pid(_) | Msg::Idmap | Msg::Userns => {
                 return kill(anyhow::anyhow!("exec process sent an unexpected message"))
             }
         }

@@ -1,7 +1,7 @@
 //! The init → parent message channel: "ready", "run the runtime's hooks", an fd for
 //! the parent (the seccomp listener), the init's pid when it was forked again, "build
 //! my idmapped mounts" (answered the other way, one tree fd each), or an error the user
-//! must see.
+//! must see, and "my user namespace is made, write its id maps".
 //!
 //! It is a CLOEXEC unix socket (fds can ride along), so a successful execve closes it:
 //! EOF after "ready" means the user's program is running.
@@ -16,6 +16,7 @@ const HOOKS: u8 = b'H';
 const PID: u8 = b'P';
 const IDMAP: u8 = b'I';
 const TREE: u8 = b'T';
+const USERNS: u8 = b'U';
 
 /// What the parent heard from the init.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub enum Msg {
     Pid(libc::pid_t),
     /// Build the idmapped trees (see `mounts::idmap`) and send them back with `send_tree`.
     Idmap,
+    /// The init made its user namespace itself (see `NsPlan::unshare_user`): write the maps.
+    Userns,
     /// The init died or exec'd without another word.
     Eof,
 }
@@ -91,6 +94,11 @@ pub fn send_tree(chan: &OwnedFd, tree: &OwnedFd) -> std::io::Result<()> {
     crate::fdpass::send(chan.as_raw_fd(), &[TREE], tree.as_raw_fd())
 }
 
+/// Child side: the user namespace is made and waits for its id maps.
+pub fn send_userns(fd: &OwnedFd) {
+    write_all(fd, &[USERNS]);
+}
+
 /// Child side: ask the parent to run its hooks.
 pub fn send_hooks(fd: &OwnedFd) {
     write_all(fd, &[HOOKS]);
@@ -123,6 +131,7 @@ pub fn recv(chan: &OwnedFd) -> Msg {
         },
         HOOKS => Msg::Hooks,
         IDMAP => Msg::Idmap,
+        USERNS => Msg::Userns,
         PID => {
             let mut b = [0u8; 4];
             match f.read_exact(&mut b) {

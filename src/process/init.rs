@@ -116,6 +116,13 @@ fn setup(
     for (fd, t, name) in &plan.ns.join {
         namespaces::join(fd, *t, name)?;
     }
+    if plan.ns.unshare_user {
+        os(
+            unsafe { libc::unshare(libc::CLONE_NEWUSER) },
+            "create the user namespace (after joining linux.namespaces paths)",
+        )?;
+        super::channel::send_userns(&fds.chan);
+    }
     if plan.ns.user {
         // Until the parent has written our id maps we own no file we create: wait for them
         // (the gate opens once maps and cgroups are done), then act as the namespace's root.
@@ -210,22 +217,23 @@ fn setup(
     user::prepare(&plan.process, &plan.attrs, &fds.chan)
 }
 
-/// After joining a user namespace by path, make the new namespaces, so that they belong
-/// to it (made at clone they would belong to the host's, and we could not mount in them).
+/// Once in the container's user namespace (joined by path, or made after joining others),
+/// make the new namespaces, so that they belong to it (made at clone they would belong to
+/// the host's, and we could not mount in them).
 /// A new pid namespace only takes our children: fork once more (as a sibling, so the
 /// parent can reap it); the child, its pid 1, carries on as the init once we have told
 /// the parent its pid and gone.
 fn unshare_deferred(flags: libc::c_int, fds: &InitFds) -> Result<()> {
     os(
         unsafe { libc::unshare(flags & !libc::CLONE_NEWPID) },
-        "create namespaces in the joined user namespace",
+        "create namespaces in the container's user namespace",
     )?;
     if flags & libc::CLONE_NEWPID == 0 {
         return Ok(());
     }
     os(
         unsafe { libc::unshare(libc::CLONE_NEWPID) },
-        "create a pid namespace in the joined user namespace",
+        "create a pid namespace in the container's user namespace",
     )?;
     let (r, w) = super::channel::pipe().context("pipe")?;
     let pid = super::clone::clone_fork(libc::CLONE_PARENT).context("fork the init")?;

@@ -10,7 +10,8 @@ use super::channel::send_error;
 use super::{user, ProcessPlan};
 use crate::namespaces;
 
-/// The namespaces to join, user namespace first, as opened from the container's init.
+/// The namespaces to join, user namespace first, mount namespace last, as opened from the
+/// container's init.
 pub type NsFds = Vec<(OwnedFd, libc::c_int, &'static str)>;
 
 /// File descriptors handed to the exec child.
@@ -53,13 +54,33 @@ fn setup(p: &ProcessPlan, attrs: &Attrs, ns: &NsFds, fds: &JoinFds) -> Result<CS
     if unsafe { libc::read(fds.go.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
         unsafe { libc::_exit(1) };
     }
-    for (fd, t, name) in ns {
-        namespaces::join(fd, *t, name)?;
-    }
+    join_all(ns)?;
     // setns into the mount namespace put us at its root: the container's.
     if let Some(sock) = &fds.console {
         crate::console::attach(sock.as_raw_fd(), p.console_size, false)
             .context("process.terminal")?;
     }
     user::prepare(p, attrs, &fds.chan)
+}
+
+/// Enter `ns`. With a user namespace to enter, the others are tried first, while we still
+/// hold the host's rights: a namespace joined by path at create belongs to the host's user
+/// namespace, and inside the container's we could not enter it (runc 1.2 does the same).
+/// What fails then (rootless: everything) is entered after the user namespace. The mount
+/// namespace always comes last: it moves our root, and a user namespace cannot be
+/// entered from what looks like a chroot.
+fn join_all(ns: &NsFds) -> Result<()> {
+    let user_first = ns.first().is_some_and(|n| n.1 == libc::CLONE_NEWUSER);
+    let mut done = [false; 8];
+    if user_first {
+        for (i, (fd, t, _)) in ns.iter().enumerate().skip(1) {
+            done[i] = *t != libc::CLONE_NEWNS && unsafe { libc::setns(fd.as_raw_fd(), *t) } == 0;
+        }
+    }
+    for (i, (fd, t, name)) in ns.iter().enumerate() {
+        if !done[i] {
+            namespaces::join(fd, *t, name)?;
+        }
+    }
+    Ok(())
 }
