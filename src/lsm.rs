@@ -52,18 +52,23 @@ impl ExecLabels {
         Ok(l)
     }
 
-    /// In the init (after pivot_root: the container's /proc): label the next execve.
+    /// In the init or an exec'd process (after pivot_root or setns: the container's
+    /// /proc): label the next execve.
     pub fn apply(&self) -> Result<()> {
+        if self.selinux.is_none() && self.apparmor.is_none() {
+            return Ok(());
+        }
+        let proc = private_proc().context("LSM labels: open a private procfs")?;
         if let Some(label) = &self.selinux {
-            write_attr("/proc/self/attr/exec", label)
+            write_attr(&proc, "thread-self/attr/exec", label)
                 .with_context(|| format!("process.selinuxLabel {label:?}: /proc/self/attr/exec"))?;
         }
         if let Some(cmd) = &self.apparmor {
             // The AppArmor-specific file exists with LSM stacking (Linux ≥ 5.1); the
             // generic one is the older interface.
-            let r = match write_attr("/proc/self/attr/apparmor/exec", cmd) {
+            let r = match write_attr(&proc, "thread-self/attr/apparmor/exec", cmd) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    write_attr("/proc/self/attr/exec", cmd)
+                    write_attr(&proc, "thread-self/attr/exec", cmd)
                 }
                 r => r,
             };
@@ -73,22 +78,28 @@ impl ExecLabels {
     }
 }
 
-/// Write an LSM attribute, refusing anything but the real procfs: by now /proc is the
-/// container's, and a fake one would make the label silently not apply (CVE-2019-16884).
-fn write_attr(path: &str, value: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::fd::AsRawFd;
+/// Our procfs handle: the container's /proc must be a procfs (a fake one would make the
+/// label silently not apply, CVE-2019-16884), and the write goes through a private
+/// instance, so no mount over the attr file can take it (CVE-2025-52881).
+fn private_proc() -> std::io::Result<crate::procfs::ProcHandle> {
+    use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    if !crate::paths::is_procfs(f.as_raw_fd()) {
-        return Err(std::io::Error::other(format!(
-            "{path} is not on procfs (the container's /proc was replaced)"
-        )));
+    let mounted: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open("/proc")?
+        .into();
+    if !crate::paths::is_procfs(mounted.as_raw_fd()) {
+        return Err(std::io::Error::other(
+            "/proc is not on procfs (the container's /proc was replaced)",
+        ));
     }
-    f.write_all(value.as_bytes())
+    crate::procfs::ProcHandle::new(Some(&mounted))
+}
+
+fn write_attr(proc: &crate::procfs::ProcHandle, rel: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::File::from(proc.open(rel, libc::O_WRONLY)?).write_all(value.as_bytes())
 }
 
 /// config.json's mounts, with `context="<linux.mountLabel>"` added to the data of each
@@ -124,17 +135,15 @@ pub fn labeled_mounts(spec: &Spec) -> Result<Cow<'_, [Mount]>> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn attr_writes_refuse_a_fake_proc() {
-        let p = std::env::temp_dir().join(format!("fake-attr-{}", std::process::id()));
-        std::fs::write(&p, "").unwrap();
-        let e = super::write_attr(p.to_str().unwrap(), "exec x").unwrap_err();
-        assert!(e.to_string().contains("not on procfs"), "{e}");
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
-        std::fs::remove_file(&p).unwrap();
-        // The real one is procfs: opening our own attr file passes the check (the write
-        // itself fails without an LSM, with EINVAL, not with our error).
-        if let Err(e) = super::write_attr("/proc/self/attr/exec", "") {
-            assert!(!e.to_string().contains("not on procfs"), "{e}");
+    fn attr_writes_go_to_procfs() {
+        // Opening our own attr file works through the private instance (the write itself
+        // fails without an LSM, with EINVAL, not with an open or procfs error).
+        let proc = super::private_proc().unwrap();
+        if let Err(e) = super::write_attr(&proc, "thread-self/attr/exec", "") {
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
         }
+        // Nothing but procfs's own files: not through a magic link to the host's root.
+        let e = super::write_attr(&proc, "thread-self/root/tmp/x", "").unwrap_err();
+        assert_ne!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
     }
 }

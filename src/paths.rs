@@ -50,6 +50,40 @@ pub fn openat(dirfd: RawFd, name: &CStr, flags: i32, mode: u32) -> io::Result<Ow
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// openat2(2) with `resolve` flags; ENOSYS when the kernel lacks it (or seccomp hides it:
+/// EPERM on the first call) or it is disabled, for the caller to fall back.
+pub fn openat2(dirfd: RawFd, name: &CStr, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
+    if OPENAT2.load(Ordering::Relaxed) == 2 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            name.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        OPENAT2.store(1, Ordering::Relaxed);
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::EPERM) if OPENAT2.load(Ordering::Relaxed) == 0 => {
+            OPENAT2.store(2, Ordering::Relaxed);
+            Err(io::Error::from_raw_os_error(libc::ENOSYS))
+        }
+        _ => Err(e),
+    }
+}
+
 /// fstat an fd.
 pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -99,39 +133,16 @@ impl Root {
     /// `no_symlinks` refuses any symlink on the way (ELOOP), for /proc, /sys and /dev.
     pub fn open_in(&self, path: &Path, flags: i32, no_symlinks: bool) -> io::Result<OwnedFd> {
         let rel = relative(path);
-        if OPENAT2.load(Ordering::Relaxed) != 2 {
-            let how = OpenHow {
-                flags: (flags | libc::O_CLOEXEC) as u64,
-                mode: 0,
-                resolve: RESOLVE_IN_ROOT
-                    | RESOLVE_NO_MAGICLINKS
-                    | if no_symlinks { RESOLVE_NO_SYMLINKS } else { 0 },
-            };
-            let c = cstr(&rel)?;
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.fd(),
-                    c.as_ptr(),
-                    &how as *const OpenHow,
-                    std::mem::size_of::<OpenHow>(),
-                )
-            };
-            if fd >= 0 {
-                OPENAT2.store(1, Ordering::Relaxed);
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        let resolve = RESOLVE_IN_ROOT
+            | RESOLVE_NO_MAGICLINKS
+            | if no_symlinks { RESOLVE_NO_SYMLINKS } else { 0 };
+        match openat2(self.fd(), &cstr(&rel)?, flags, resolve) {
+            // EAGAIN: a concurrent rename raced the lookup; the walk is still safe.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EAGAIN)) => {
+                self.walk(&rel, flags, no_symlinks)
             }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOSYS) | Some(libc::EPERM) if OPENAT2.load(Ordering::Relaxed) == 0 => {
-                    OPENAT2.store(2, Ordering::Relaxed)
-                }
-                // EAGAIN: a concurrent rename raced the lookup; the walk below is still safe.
-                Some(libc::EAGAIN) => {}
-                _ => return Err(e),
-            }
+            r => r,
         }
-        self.walk(&rel, flags, no_symlinks)
     }
 
     // The fallback: one component at a time with O_NOFOLLOW, symlinks re-rooted by hand.
@@ -286,7 +297,8 @@ impl Root {
     }
 }
 
-fn readlink_at(dirfd: RawFd, name: &CStr) -> io::Result<PathBuf> {
+/// readlinkat() into a path.
+pub fn readlink_at(dirfd: RawFd, name: &CStr) -> io::Result<PathBuf> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
     let n = unsafe {
         libc::readlinkat(

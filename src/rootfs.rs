@@ -102,17 +102,27 @@ pub fn finalize(propagation: Option<u64>, readonly: bool) -> Result<()> {
     Ok(())
 }
 
-/// Write `linux.sysctl` through the container's own /proc/sys (its namespaces' values).
+/// Write `linux.sysctl` (the values of the namespaces we are in), once the container's
+/// /proc is mounted, through a private procfs instance: a file mounted over one of the
+/// container's /proc/sys files (a racing shared mount, a hook) cannot take the write.
 pub fn write_sysctls(root: &Root, sysctl: &HashMap<String, String>) -> Result<()> {
+    let Some(k) = sysctl.keys().next() else {
+        return Ok(());
+    };
+    // Only with a proc mount, as runc: without one, /proc/sys is the image's.
+    let mounted = root
+        .open_in(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, true)
+        .with_context(|| format!("linux.sysctl: {k}: open /proc"))?;
+    if !crate::paths::is_procfs(mounted.as_raw_fd()) {
+        bail!("linux.sysctl: {k}: /proc is not on procfs (does config.json mount proc at /proc?)");
+    }
+    let proc = crate::procfs::ProcHandle::new(Some(&mounted))
+        .context("linux.sysctl: open a private procfs")?;
     for (k, v) in sysctl {
-        let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        let fd = root
-            .open_in(Path::new(&path), libc::O_WRONLY, true)
-            .with_context(|| format!("linux.sysctl: {k}: open {path}"))?;
-        // Only ever write into procfs: without a proc mount, /proc/sys is the image's.
-        if !crate::paths::is_procfs(fd.as_raw_fd()) {
-            bail!("linux.sysctl: {k}: {path} is not on procfs (does config.json mount proc at /proc?)");
-        }
+        let path = format!("sys/{}", k.replace('.', "/"));
+        let fd = proc
+            .open(&path, libc::O_WRONLY)
+            .with_context(|| format!("linux.sysctl: {k}: open /proc/{path}"))?;
         let mut f = std::fs::File::from(fd);
         f.write_all(v.as_bytes())
             .with_context(|| format!("linux.sysctl: {k}={v}"))?;

@@ -388,6 +388,34 @@ fn sysctl_without_proc_mount_writes_nothing() {
     );
 }
 
+/// A procfs file mounted over a sysctl's own, as a racing shared mount could do between
+/// the proc mount and the write (here a createContainer hook does it), does not take the
+/// write: sysctls go through a private procfs instance (CVE-2025-52881).
+#[test]
+fn sysctl_write_cannot_be_redirected_by_a_mount_over_proc() {
+    let Some(t) = Test::new("sysctl_redirect") else {
+        return;
+    };
+    let target = test_rootfs().join("proc/sys/net/ipv4/ip_forward");
+    let hook = format!(
+        "/bin/mount --bind /proc/sys/kernel/domainname {}",
+        target.display()
+    );
+    let out = t.sh(
+        "c",
+        "cat /proc/sys/kernel/domainname /proc/sys/net/ipv4/conf/all/forwarding \
+         /proc/sys/net/ipv4/ip_forward",
+        |c| {
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+            c["hooks"] =
+                json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]});
+        },
+    );
+    // The domainname is untouched and forwarding is on; the ip_forward path shows the
+    // domainname that the hook mounted over it (so the trap was in place).
+    assert_eq!(out, "(none)\n1\n(none)\n");
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. The container starts with a clean signal state whatever its caller had
 

@@ -46,12 +46,14 @@ fn mapped_ids_inside_and_outside() {
         "ids",
         "id; cat /proc/self/uid_map /proc/self/gid_map; stat -c '%u:%g' /bin/busybox; \
          touch /shared/made; echo x > /dev/null && echo devnull-ok; \
-         grep -c ' /dev/null ' /proc/self/mountinfo; hostname",
+         grep -c ' /dev/null ' /proc/self/mountinfo; hostname; cat /proc/sys/net/ipv4/ip_forward",
         |c| {
             map_ids(c);
             set_root(c, &rootfs);
             bind_mount(c, &shared, "/shared", false);
             c["hostname"] = json!("inner");
+            // Written through a procfs instance made inside the user namespace.
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
         },
     );
     let lines: Vec<&str> = out.lines().collect();
@@ -69,6 +71,7 @@ fn mapped_ids_inside_and_outside() {
     assert_eq!(lines[4], "devnull-ok", "{out}");
     assert_eq!(lines[5], "1", "/dev/null is a bind mount: {out}");
     assert_eq!(lines[6], "inner", "{out}");
+    assert_eq!(lines[7], "1", "{out}");
 }
 
 #[test]
