@@ -87,17 +87,35 @@ fn assert_host_dir_untouched(d: &Path) {
 }
 
 /// /proc, /sys and /dev as symlinks (to a host path, and to /etc inside the rootfs) are
-/// refused with a message about the symlink, leaving nothing behind.
+/// refused with a message about the symlink, leaving nothing behind; also when /sys or
+/// /dev is a bind mount of the host's (as `spec --rootless` makes /sys).
 fn symlinked_special_dirs_are_refused(t: Test) {
     let host = host_dir(&t, "hostdir");
-    for (i, name) in ["proc", "sys", "dev"].into_iter().enumerate() {
+    let cases = [
+        ("proc", false),
+        ("sys", false),
+        ("dev", false),
+        ("sys", true),
+        ("dev", true),
+    ];
+    for (i, (name, bind)) in cases.into_iter().enumerate() {
         for (j, target) in [host.clone(), PathBuf::from("/etc")]
             .into_iter()
             .enumerate()
         {
-            let tag = format!("{name}{j}");
+            let tag = format!("{name}{j}{}", if bind { "-bind" } else { "" });
             let rootfs = rootfs_with_link(&t, &format!("rootfs-{tag}"), name, &target, Some(&host));
-            let b = t.bundle(&format!("b-{tag}"), &["true"], |c| set_root(c, &rootfs));
+            let b = t.bundle(&format!("b-{tag}"), &["true"], |c| {
+                set_root(c, &rootfs);
+                if bind {
+                    for m in c["mounts"].as_array_mut().unwrap() {
+                        if m["destination"] == format!("/{name}") {
+                            *m = json!({"destination": format!("/{name}"), "type": "bind",
+                                "source": format!("/{name}"), "options": ["rbind", "nosuid", "noexec", "ro"]});
+                        }
+                    }
+                }
+            });
             let id = t.id(&format!("c{i}{j}"));
             t.strata(&["run", &id, "-b", b.to_str().unwrap()])
                 .assert_error(&[&format!("/{name}"), "symlink"]);
@@ -460,4 +478,167 @@ fn capabilities_never_exceed_the_config() {
         "container has caps the host lacks: {bnd:x}"
     );
     assert_eq!(bnd & !(1 << 24 | 1 << 21 | 1 << 5), 0, "{bnd:x}");
+}
+
+// --- escape classes pinned down one by one ---------------------------------------------
+
+/// CVE-2025-31133: /dev/null swapped (by a createContainer hook, between the device
+/// nodes and the masking) for a symlink to a procfs file, a regular file or another
+/// device: masking refuses it instead of mounting that over the masked path.
+#[test]
+fn masking_refuses_a_swapped_dev_null() {
+    let Some(t) = Test::new("devnull_swap") else {
+        return;
+    };
+    let null = test_rootfs().join("dev/null");
+    let null = null.display();
+    let mask = |c: &mut serde_json::Value, swap: &str| {
+        c["linux"]["maskedPaths"] = json!(["/etc/hostname"]);
+        if !swap.is_empty() {
+            let sh = format!("/bin/rm {null} && {swap}");
+            c["hooks"] =
+                json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", sh]}]});
+        }
+    };
+    // Control: masking really uses /dev/null.
+    let out = t.sh("ok", "wc -c < /etc/hostname", |c| mask(c, ""));
+    assert_eq!(out.trim(), "0");
+    for (tag, swap, needle) in [
+        (
+            "link",
+            format!("/bin/ln -s /proc/sys/kernel/core_pattern {null}"),
+            "/dev/null",
+        ),
+        (
+            "file",
+            format!("/usr/bin/touch {null}"),
+            "not the null device",
+        ),
+        (
+            "zero",
+            format!("/bin/mknod -m 666 {null} c 1 5"),
+            "not the null device",
+        ),
+    ] {
+        let b = t.bundle(tag, &["true"], |c| mask(c, &swap));
+        create_fails(&t, &t.id(tag), &b, &["linux.maskedPaths", needle]);
+    }
+}
+
+/// CVE-2016-9962: a process exec'd into a created container cannot look into the
+/// init's fds or exe while it is still strata (non-dumpable); once it is the user's
+/// program, it can (so the check can tell).
+#[test]
+fn a_created_init_cannot_be_inspected_from_the_container() {
+    let Some(t) = Test::new("init_dumpable") else {
+        return;
+    };
+    let b = t.bundle("b", &["sleep", "1000"], |_| {});
+    let id = t.id("c");
+    t.strata(&["create", &id, "-b", b.to_str().unwrap()]).ok();
+    // (Listing /proc/1/fd is allowed to its owner, root; following an fd is not.)
+    let probe = "readlink /proc/1/fd/0 >/dev/null 2>&1 && echo fd; \
+                 readlink /proc/1/exe >/dev/null 2>&1 && echo exe; \
+                 cat /proc/1/environ >/dev/null 2>&1 && echo environ; echo end";
+    let out = t.strata(&["exec", &id, "sh", "-c", probe]);
+    assert_eq!(out.ok().lines(), ["end"], "the created init is inspectable");
+    t.strata(&["start", &id]).ok();
+    t.wait_status(&id, "running");
+    assert!(wait_until(TIMEOUT, || {
+        fs::read_link(format!("/proc/{}/exe", t.pid(&id))).is_ok_and(|e| e.ends_with("busybox"))
+    }));
+    let out = t.strata(&["exec", &id, "sh", "-c", probe]);
+    assert_eq!(out.ok().lines(), ["fd", "exe", "environ", "end"]);
+    t.strata(&["delete", "--force", &id]).ok();
+    t.assert_no_leftovers(&id);
+}
+
+/// CVE-2019-5736 for `exec`: the strata process that waits for an exec'd program runs
+/// from the sealed copy too, never the host binary the container could reach.
+#[test]
+fn exec_runs_from_the_sealed_copy() {
+    let Some(t) = Test::new("exec_sealed") else {
+        return;
+    };
+    let b = t.bundle("b", &["sleep", "1000"], |_| {});
+    let id = t.id("c");
+    t.strata(&["run", "-d", &id, "-b", b.to_str().unwrap()])
+        .ok();
+    let run = Running::spawn(&mut t.command(&["exec", &id, "sleep", "30"]));
+    let exe = format!("/proc/{}/exe", run.child.id());
+    let host = fs::canonicalize(STRATA).unwrap();
+    // Sealing happens first thing; wait for the re-exec.
+    assert!(
+        wait_until(TIMEOUT, || fs::read_link(&exe).is_ok_and(|e| e != host)),
+        "exec runs {:?}",
+        fs::read_link(&exe)
+    );
+    let err = fs::OpenOptions::new()
+        .write(true)
+        .open(&exe)
+        .expect_err("exec's exe opened for writing");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::ETXTBSY)),
+        "{err}"
+    );
+    assert_eq!(fs::read(&exe).unwrap(), fs::read(&host).unwrap());
+    t.strata(&["delete", "--force", &id]).ok();
+    let out = run.wait(TIMEOUT);
+    assert_ne!(out.code, 0, "exec outlived its container: {out:#?}");
+    t.assert_no_leftovers(&id);
+}
+
+/// CVE-2024-21626 for `exec --cwd`: no fd of strata (or of its caller) can be the
+/// exec'd process's way out to the host.
+#[test]
+fn exec_cwd_cannot_escape_through_proc_self_fd() {
+    let Some(t) = Test::new("exec_cwd_escape") else {
+        return;
+    };
+    let b = t.bundle("b", &["sleep", "1000"], |_| {});
+    let id = t.id("c");
+    t.strata(&["run", "-d", &id, "-b", b.to_str().unwrap()])
+        .ok();
+    let mut refused = 0;
+    for n in 3..=15 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let mut cmd = t.command(&["exec", "--cwd", &cwd, &id, "sh", "-c", "pwd; ls -A"]);
+        let _keep = with_extra_fds(&t, &mut cmd);
+        let out = run_cmd(&mut cmd, TIMEOUT);
+        if out.code == 0 {
+            let l = out.lines();
+            assert!(!l[0].contains(t.dir.to_str().unwrap()), "{out:#?}");
+            assert!(
+                !l.contains(&"marker") && !l.contains(&"leaky-file"),
+                "host dir reached: {out:#?}"
+            );
+        } else {
+            out.assert_error(&["process.cwd", &cwd]);
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no /proc/self/fd/N cwd was refused");
+    t.strata(&["delete", "--force", &id]).ok();
+    t.assert_no_leftovers(&id);
+}
+
+/// CVE-2023-25809: without a cgroup namespace the container sees its cgroups through
+/// bind mounts, and they are read-only too (every v1 hierarchy and the v2 one).
+#[test]
+fn cgroupfs_is_read_only_without_a_cgroup_namespace() {
+    let Some(t) = Test::new("cgroup_ro_nons") else {
+        return;
+    };
+    let out = t.sh(
+        "c",
+        "for d in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do mkdir ${d}strata-x 2>/dev/null \
+         && echo \"made $d\"; done; echo end",
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "cgroup");
+        },
+    );
+    assert_eq!(out, "end\n", "a cgroup dir was writable");
 }

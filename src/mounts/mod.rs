@@ -215,12 +215,16 @@ pub fn apply(
             let is_dir = crate::paths::fstat(src.as_raw_fd())
                 .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
                 .with_context(|| format!("stat bind source {}", source.display()))?;
-            let target = if is_dir {
+            let target = if is_special_dir(&m.dest) {
+                // A bind of the host's /sys or /dev is no more allowed through a symlink.
+                dir_target(root, &m.dest, true)?
+            } else if is_dir {
                 root.mkdir_all(&m.dest, 0o755)
+                    .with_context(|| format!("create bind mount point {}", m.dest.display()))?
             } else {
                 root.ensure_file(&m.dest)
-            }
-            .with_context(|| format!("create bind mount point {}", m.dest.display()))?;
+                    .with_context(|| format!("create bind mount point {}", m.dest.display()))?
+            };
             check_proc_target(&m.dest, &target, crate::paths::is_procfs(src.as_raw_fd()))?;
             // A detached clone gets its flags before it is visible: never a writable window.
             let cloned;
