@@ -91,23 +91,30 @@ fn assert_host_dir_untouched(d: &Path) {
 /// /dev is a bind mount of the host's (as `spec --rootless` makes /sys).
 fn symlinked_special_dirs_are_refused(t: Test) {
     let host = host_dir(&t, "hostdir");
+    // (name, how /name is mounted: its filesystem, a bind of the host's, or not at all)
     let cases = [
-        ("proc", false),
-        ("sys", false),
-        ("dev", false),
-        ("sys", true),
-        ("dev", true),
+        ("proc", "fs"),
+        ("sys", "fs"),
+        ("dev", "fs"),
+        ("sys", "bind"),
+        ("dev", "bind"),
+        ("dev", "none"),
     ];
-    for (i, (name, bind)) in cases.into_iter().enumerate() {
+    for (i, (name, how)) in cases.into_iter().enumerate() {
         for (j, target) in [host.clone(), PathBuf::from("/etc")]
             .into_iter()
             .enumerate()
         {
-            let tag = format!("{name}{j}{}", if bind { "-bind" } else { "" });
+            let tag = format!("{name}{j}-{how}");
             let rootfs = rootfs_with_link(&t, &format!("rootfs-{tag}"), name, &target, Some(&host));
             let b = t.bundle(&format!("b-{tag}"), &["true"], |c| {
                 set_root(c, &rootfs);
-                if bind {
+                if how == "none" {
+                    // Device nodes then go straight into the image's /dev.
+                    let ms = c["mounts"].as_array_mut().unwrap();
+                    ms.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+                }
+                if how == "bind" {
                     for m in c["mounts"].as_array_mut().unwrap() {
                         if m["destination"] == format!("/{name}") {
                             *m = json!({"destination": format!("/{name}"), "type": "bind",
