@@ -400,6 +400,26 @@ fn new_session_keyring_unless_asked_not_to() {
     }
 }
 
+/// `pwd; ls -A` run with `cwd`: refused naming process.cwd (true), or run somewhere that
+/// is neither the test's dir nor one of the host dirs passed as fds (false).
+#[track_caller]
+fn cwd_refused_or_contained(t: &Test, out: &Output, cwd: &str) -> bool {
+    if out.code != 0 {
+        out.assert_error(&["process.cwd", cwd]);
+        return true;
+    }
+    let l = out.lines();
+    assert!(
+        l[0].starts_with('/') && !l[0].contains(t.dir.to_str().unwrap()),
+        "{out:#?}"
+    );
+    assert!(
+        !l.contains(&"marker") && !l.contains(&"leaky-file"),
+        "host dir reached: {out:#?}"
+    );
+    false
+}
+
 #[test]
 fn cwd_cannot_escape_through_proc_self_fd() {
     let Some(t) = Test::new("cwd_escape") else {
@@ -416,20 +436,7 @@ fn cwd_cannot_escape_through_proc_self_fd() {
         let _keep = with_extra_fds(&t, &mut cmd);
         let out = run_cmd(&mut cmd, TIMEOUT);
         t.assert_no_leftovers(&id);
-        if out.code == 0 {
-            let l = out.lines();
-            assert!(
-                l[0].starts_with('/') && !l[0].contains(t.dir.to_str().unwrap()),
-                "{out:#?}"
-            );
-            assert!(
-                !l.contains(&"marker") && !l.contains(&"leaky-file"),
-                "host dir reached: {out:#?}"
-            );
-        } else {
-            out.assert_error(&["process.cwd", &cwd]);
-            refused += 1;
-        }
+        refused += cwd_refused_or_contained(&t, &out, &cwd) as usize;
     }
     assert!(refused > 0, "no /proc/self/fd/N cwd was refused");
     // Climbing out with .. stays at the container's root.
@@ -612,17 +619,7 @@ fn exec_cwd_cannot_escape_through_proc_self_fd() {
         let mut cmd = t.command(&["exec", "--cwd", &cwd, &id, "sh", "-c", "pwd; ls -A"]);
         let _keep = with_extra_fds(&t, &mut cmd);
         let out = run_cmd(&mut cmd, TIMEOUT);
-        if out.code == 0 {
-            let l = out.lines();
-            assert!(!l[0].contains(t.dir.to_str().unwrap()), "{out:#?}");
-            assert!(
-                !l.contains(&"marker") && !l.contains(&"leaky-file"),
-                "host dir reached: {out:#?}"
-            );
-        } else {
-            out.assert_error(&["process.cwd", &cwd]);
-            refused += 1;
-        }
+        refused += cwd_refused_or_contained(&t, &out, &cwd) as usize;
     }
     assert!(refused > 0, "no /proc/self/fd/N cwd was refused");
     t.strata(&["delete", "--force", &id]).ok();
