@@ -28,7 +28,7 @@ echo "== strata start $id"
 "$strata" --root "$root" start "$id"
 # The container inherited our stdout; give it a moment to print and exit.
 for _ in $(seq 100); do
-    "$strata" --root "$root" state "$id" | grep -q '"stopped"' && break
+    [[ $("$strata" --root "$root" state "$id") == *'"stopped"'* ]] && break
     sleep 0.02
 done
 "$strata" --root "$root" state "$id"

@@ -425,6 +425,11 @@ no_leftovers() {
 }
 check "no mounts or cgroups named after the containers" no_leftovers
 check "no runtime state left" test -z "$(ls -A "$RROOT/$NS" 2>/dev/null)"
+# The namespace's parent cgroup, made by whichever container came first, goes with the
+# last one (runc leaves it).
+if [ -z "$NS_CG_EXISTED" ]; then
+    check "the namespace's parent cgroup is gone" test -z "$(find /sys/fs/cgroup -maxdepth 2 -type d -name "$NS")"
+fi
 no_shims() {
     local p
     p=$(our_daemons | grep -vx "$CTD_PID")

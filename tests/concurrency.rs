@@ -232,3 +232,84 @@ fn parallel_create_and_start_have_one_winner() {
         t.assert_no_leftovers(&id);
     }
 }
+
+#[test]
+fn parallel_creates_under_a_new_shared_parent_cgroup() {
+    // containerd's 4 parallel runs under a new /<namespace>: a create that finds the
+    // parent just made by another, whose v1 cpuset is still empty, must fill it first
+    // (the kernel refuses a child cpuset wider than its parent's with EACCES).
+    let Some(t) = Test::new("par_parent") else {
+        return;
+    };
+    for round in 0..4 {
+        let parent = t.id(&format!("p{round}"));
+        let ids: Vec<String> = (0..6).map(|i| t.id(&format!("r{round}c{i}"))).collect();
+        let bundles: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                t.bundle(id, &["sleep", "1000"], |c| {
+                    c["linux"]["cgroupsPath"] = serde_json::json!(format!("{parent}/{id}"));
+                })
+            })
+            .collect();
+        let cmds: Vec<Vec<&str>> = ids
+            .iter()
+            .zip(&bundles)
+            .map(|(id, b)| vec!["create", id.as_str(), "-b", b.to_str().unwrap()])
+            .collect();
+        for (_, out) in race_mixed(&t, &cmds) {
+            out.ok();
+        }
+        for d in cgroup_dirs_of(&parent) {
+            let cpus = d.join("cpuset.cpus");
+            if cpus.exists() && !d.join("cgroup.controllers").exists() {
+                let v = std::fs::read_to_string(&cpus).unwrap();
+                assert!(!v.trim().is_empty(), "{} is empty", cpus.display());
+            }
+        }
+        for id in &ids {
+            assert_eq!(t.status(id), "created");
+            t.strata(&["delete", "--force", id]).ok();
+            t.assert_no_leftovers(id);
+        }
+        assert!(cgroup_dirs_of(&parent).is_empty(), "{parent} left behind");
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_state_quietly() {
+    // `strata state ID | grep -q ...`: the reader may be gone before we write. runc dies
+    // of SIGPIPE without a word; a panic message ("failed printing to stdout") is noise.
+    let Some(t) = Test::new("epipe") else {
+        return;
+    };
+    let b = t.bundle("b", &["sleep", "1000"], |_| {});
+    let id = t.id("c");
+    t.strata(&["create", &id, "-b", b.to_str().unwrap()]).ok();
+    for args in [
+        vec!["state", id.as_str()],
+        vec!["list"],
+        vec!["ps", id.as_str()],
+    ] {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        drop(r);
+        let out = t
+            .command(&args)
+            .stdout(std::process::Stdio::from(w))
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    t.strata(&["delete", "--force", &id]).ok();
+    t.assert_no_leftovers(&id);
+}

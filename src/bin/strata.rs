@@ -37,6 +37,11 @@ fn main() {
     }
     match dispatch(cli) {
         Ok(code) => std::process::exit(code),
+        Err(e) if strata::cli::stdout_closed(&e) => unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
+            std::process::exit(141);
+        },
         Err(e) => {
             if to_file {
                 tracing::error!("{e:#}");

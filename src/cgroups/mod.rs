@@ -3,6 +3,7 @@
 //! Version-specific details live in [`v1`] and [`v2`].
 
 pub mod devices;
+pub mod parents;
 pub mod resources;
 pub mod stats;
 pub mod v1;
@@ -234,29 +235,53 @@ pub fn rootless(pl: Placement, linux: &oci_spec::runtime::Linux) -> Result<Place
     Ok(Placement::default())
 }
 
-/// Create the planned directories (v1 cpusets get their cpus/mems). Returns those it
-/// made, so a caller undoing an error removes only its own.
-pub fn make(placement: &Placement) -> Result<Vec<PathBuf>> {
+/// Create the container's directories and any missing parents (v1 cpusets get their
+/// cpus/mems), under the root's lock so a concurrent delete cannot remove a parent in
+/// between. Parents made here are noted for [`remove`]. Returns every dir made, so a
+/// caller undoing an error removes only its own.
+pub fn make(placement: &Placement, root: &Path) -> Result<Vec<PathBuf>> {
+    let mut lock = parents::lock(root)?;
     let mut made = Vec::new();
-    for d in &placement.created {
-        if let Err(e) = fs::create_dir(d) {
-            // A concurrent create (same parent, e.g. containerd's /<namespace>) made it
-            // between our plan and now: not ours, nothing to remove later.
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                continue;
+    for leaf in &placement.paths {
+        let mut chain = Vec::new();
+        let mut p = leaf.clone();
+        while !p.exists() {
+            chain.push(p.clone());
+            if !p.pop() {
+                break;
             }
-            remove(&made);
-            return Err(e).with_context(|| format!("create cgroup {}", d.display()));
         }
-        made.push(d.clone());
-        if d.join("cpuset.cpus").exists() && !resources::is_v2(d) {
-            if let Err(e) = v1::init_cpuset(d) {
-                remove(&made);
+        for d in chain.into_iter().rev() {
+            match fs::create_dir(&d) {
+                Ok(()) => made.push(d),
+                // Another root's create made it between our check and now.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    remove_made(&made);
+                    return Err(e).with_context(|| format!("create cgroup {}", d.display()));
+                }
+            }
+        }
+        if leaf.join("cpuset.cpus").exists() && !resources::is_v2(leaf) {
+            if let Err(e) = v1::init_cpuset(leaf) {
+                remove_made(&made);
                 return Err(e);
             }
         }
     }
+    lock.add(
+        made.iter()
+            .filter(|d| !placement.paths.contains(d))
+            .cloned(),
+    );
+    lock.save();
     Ok(made)
+}
+
+fn remove_made(made: &[PathBuf]) {
+    for d in made.iter().rev() {
+        let _ = fs::remove_dir(d);
+    }
 }
 
 /// The device allow-list, composed as runc does: config.json's rules, then an allow for
@@ -304,16 +329,16 @@ pub fn add_pid(paths: &[PathBuf], pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// Remove the cgroup dirs we created, deepest first, retrying while the kernel
-/// still counts the just-exited tasks.
-pub fn remove(created: &[PathBuf]) {
-    for d in created.iter().rev() {
+/// Remove the container's own dirs that it created (`created` ∩ `paths`), retrying
+/// while the kernel still counts the just-exited tasks; then the noted parents that
+/// are now empty, whoever made them.
+pub fn remove(created: &[PathBuf], paths: &[PathBuf], root: &Path) {
+    for d in created.iter().rev().filter(|d| paths.contains(d)) {
         for i in 0..200 {
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                // A parent we once created now holds other containers' cgroups: it
-                // stays (waiting would not empty it).
+                // Sub-cgroups made inside the container (its cgroup namespace) hold it.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && has_subdirs(d) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 199 => {
                     std::thread::sleep(std::time::Duration::from_millis(5))
@@ -324,6 +349,16 @@ pub fn remove(created: &[PathBuf]) {
                 }
             }
         }
+    }
+    if !parents::any(root) {
+        return; // nothing noted: skip the root's lock
+    }
+    match parents::lock(root) {
+        Ok(mut l) => {
+            paths.iter().for_each(|p| l.prune(p));
+            l.save();
+        }
+        Err(e) => tracing::warn!("{e:#}"),
     }
 }
 

@@ -5,27 +5,29 @@ use std::fs;
 use std::path::Path;
 
 /// A new v1 cpuset cgroup starts with empty cpus/mems and accepts no task until they are
-/// filled: copy them from the nearest ancestor that has them, as runc does.
+/// filled: copy them down from the nearest ancestor that has them, as runc does. Every
+/// empty ancestor is filled top-down too: a concurrent create may have just made a shared
+/// parent (containerd's /<namespace>) and not filled it yet, and the kernel refuses a child
+/// value that is not a subset of its parent's (EACCES).
 pub fn init_cpuset(dir: &Path) -> Result<()> {
+    let mut chain = vec![dir.to_path_buf()];
+    let mut p = dir.to_path_buf();
+    while p.pop() && p.join("cpuset.cpus").exists() {
+        chain.push(p.clone());
+    }
+    chain.reverse();
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let cur = fs::read_to_string(dir.join(file)).unwrap_or_default();
-        if !cur.trim().is_empty() {
-            continue;
-        }
-        let mut p = dir.to_path_buf();
-        let mut val = String::new();
-        while p.pop() {
-            match fs::read_to_string(p.join(file)) {
-                Ok(v) if !v.trim().is_empty() => {
-                    val = v.trim().to_string();
-                    break;
-                }
-                Ok(_) => continue,
-                Err(_) => break,
+        let mut inherited = String::new();
+        for d in &chain {
+            let cur = fs::read_to_string(d.join(file)).unwrap_or_default();
+            let cur = cur.trim();
+            if !cur.is_empty() {
+                inherited = cur.to_string();
+                continue;
             }
+            fs::write(d.join(file), &inherited)
+                .with_context(|| format!("set {}/{file} to {inherited:?}", d.display()))?;
         }
-        fs::write(dir.join(file), &val)
-            .with_context(|| format!("set {}/{file} to {val:?}", dir.display()))?;
     }
     Ok(())
 }

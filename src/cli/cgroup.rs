@@ -172,9 +172,12 @@ pub fn run_resume(g: &Global, id: &str) -> Result<i32> {
 pub fn run_ps(g: &Global, a: PsArgs) -> Result<i32> {
     let pids = ps::pids(&g.root, &a.id)?;
     if a.format == "json" {
-        println!("{}", serde_json::to_string(&pids)?);
+        super::print(serde_json::to_string(&pids)?)?;
     } else {
-        print!("{}", ps::table(&pids, &a.ps_args)?);
+        use std::io::Write;
+        std::io::stdout()
+            .lock()
+            .write_all(ps::table(&pids, &a.ps_args)?.as_bytes())?;
     }
     Ok(0)
 }

@@ -33,7 +33,7 @@ pub fn state(g: &Global, id: &str) -> Result<i32> {
     let sd = StateDir::open_unlocked(&g.root, id)?;
     let st = sd.load()?;
     let s = oci_state(&st, status(&st, &sd));
-    println!("{}", serde_json::to_string_pretty(&s)?);
+    super::print(serde_json::to_string_pretty(&s)?)?;
     Ok(0)
 }
 
@@ -76,9 +76,6 @@ pub fn spec(a: SpecArgs) -> Result<i32> {
 }
 
 pub fn features() -> Result<i32> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&crate::features::features())?
-    );
+    super::print(serde_json::to_string_pretty(&crate::features::features())?)?;
     Ok(0)
 }

@@ -122,6 +122,22 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Print a line to stdout; a closed stdout comes back as an error `stdout_closed` knows.
+pub fn print(s: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{s}")?;
+    Ok(())
+}
+
+/// True if the command failed only because its reader went away (`state | grep -q`):
+/// then we die of SIGPIPE quietly, as runc (Go) does, rather than report an error. Only a
+/// bare io error counts: our own pipes' errors always carry context.
+pub fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().count() == 1
+        && e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// Global options the commands need.
 pub struct Global {
     pub root: PathBuf,

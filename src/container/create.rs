@@ -51,6 +51,8 @@ pub struct Created {
 struct Undo {
     pid: libc::pid_t,
     cgroups: Vec<PathBuf>,
+    leaves: Vec<PathBuf>,
+    root: PathBuf,
     dir: Option<PathBuf>,
 }
 
@@ -70,7 +72,7 @@ impl Drop for Undo {
                 libc::waitpid(p, std::ptr::null_mut(), 0);
             }
         }
-        cgroups::remove(&self.cgroups);
+        cgroups::remove(&self.cgroups, &self.leaves, &self.root);
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
@@ -122,6 +124,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let mut undo = Undo {
         pid: 0,
         cgroups: vec![],
+        leaves: vec![],
+        root: o.root.clone(),
         dir: Some(sd.dir.clone()),
     };
     // Cgroups are only planned here; the parent makes them after the clone, while the
@@ -228,9 +232,10 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     };
     let placed = placed
         .and_then(|_| id_maps.as_ref().map_or(Ok(()), |m| m.write(pid, "linux.")))
-        .and_then(|_| cgroups::make(&placement))
+        .and_then(|_| cgroups::make(&placement, &o.root))
         .and_then(|made| {
             undo.cgroups = made;
+            undo.leaves = placement.paths.clone();
             if let Some(r) = linux.resources() {
                 cgroups::resources::apply(&placement.paths, r)?;
             }

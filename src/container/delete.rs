@@ -52,7 +52,8 @@ pub fn destroy(sd: StateDir, st: &ContainerState) -> Result<()> {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
-    crate::cgroups::remove(&st.cgroup_dirs);
+    let root = sd.dir.parent().unwrap_or(&sd.dir).to_path_buf();
+    crate::cgroups::remove(&st.cgroup_dirs, &st.cgroup_paths, &root);
     sd.remove()?;
     let poststop = hooks::of(st.hooks.as_ref(), Kind::Poststop);
     hooks::run_warn(Kind::Poststop, poststop, &hooks::State::new(st, st.pid));
