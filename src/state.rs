@@ -63,7 +63,8 @@ pub struct ContainerState {
     pub owner: String,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
-    /// Cgroup directories this container created, deepest last; removed on delete.
+    /// Cgroup directories this container created, deepest last. Delete removes its own;
+    /// the parents among them go through the root's noted list (`cgroups::parents`).
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
     /// Every cgroup directory the init was placed in (created or joined).

@@ -273,7 +273,56 @@ fn parallel_creates_under_a_new_shared_parent_cgroup() {
             t.assert_no_leftovers(id);
         }
         assert!(cgroup_dirs_of(&parent).is_empty(), "{parent} left behind");
+        let left: Vec<_> = std::fs::read_dir(&t.root).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
+}
+
+#[test]
+fn a_parent_cgroup_made_again_by_someone_else_is_left_alone() {
+    // Root A makes the parent; root B's container keeps it busy when A's leaves, so A
+    // keeps it noted. Once B's container goes (B never noted it: it stays, as with runc),
+    // an admin removes it and makes it again. A's next container must not remove it.
+    let (Some(a), Some(b)) = (Test::new("reborn_a"), Test::new("reborn_b")) else {
+        return;
+    };
+    let parent = a.id("p");
+    let under = |t: &Test, id: &str| {
+        let bundle = t.bundle(id, &["sleep", "1000"], |c| {
+            c["linux"]["cgroupsPath"] = serde_json::json!(format!("{parent}/{id}"));
+        });
+        t.strata(&["create", id, "-b", bundle.to_str().unwrap()])
+            .ok();
+    };
+    let (c1, c2, c3) = (a.id("c1"), b.id("c2"), a.id("c3"));
+    under(&a, &c1);
+    under(&b, &c2);
+    let dirs = cgroup_dirs_of(&parent);
+    assert_eq!(dirs.len(), cgroup_mounts().len(), "{dirs:?}");
+    a.strata(&["delete", "--force", &c1]).ok();
+    b.strata(&["delete", "--force", &c2]).ok();
+    assert_eq!(
+        cgroup_dirs_of(&parent),
+        dirs,
+        "B removed a parent it did not make"
+    );
+    for d in &dirs {
+        std::fs::remove_dir(d).unwrap();
+        std::fs::create_dir(d).unwrap();
+    }
+    under(&a, &c3);
+    a.strata(&["delete", "--force", &c3]).ok();
+    a.assert_no_leftovers(&c3);
+    assert_eq!(
+        cgroup_dirs_of(&parent),
+        dirs,
+        "A removed a parent made again by another"
+    );
+    for d in &dirs {
+        std::fs::remove_dir(d).unwrap();
+    }
+    let left: Vec<_> = std::fs::read_dir(&a.root).unwrap().flatten().collect();
+    assert!(left.is_empty(), "the stale note stays: {left:?}");
 }
 
 #[test]

@@ -236,31 +236,16 @@ pub fn rootless(pl: Placement, linux: &oci_spec::runtime::Linux) -> Result<Place
 }
 
 /// Create the container's directories and any missing parents (v1 cpusets get their
-/// cpus/mems), under the root's lock so a concurrent delete cannot remove a parent in
-/// between. Parents made here are noted for [`remove`]. Returns every dir made, so a
+/// cpus/mems), under the root's lock so a concurrent delete in this root cannot remove a
+/// parent in between. Parents made here are noted for [`remove`]. Returns every dir made, so a
 /// caller undoing an error removes only its own.
 pub fn make(placement: &Placement, root: &Path) -> Result<Vec<PathBuf>> {
     let mut lock = parents::lock(root)?;
     let mut made = Vec::new();
     for leaf in &placement.paths {
-        let mut chain = Vec::new();
-        let mut p = leaf.clone();
-        while !p.exists() {
-            chain.push(p.clone());
-            if !p.pop() {
-                break;
-            }
-        }
-        for d in chain.into_iter().rev() {
-            match fs::create_dir(&d) {
-                Ok(()) => made.push(d),
-                // Another root's create made it between our check and now.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    remove_made(&made);
-                    return Err(e).with_context(|| format!("create cgroup {}", d.display()));
-                }
-            }
+        if let Err(e) = make_chain(leaf, &mut made) {
+            remove_made(&made);
+            return Err(e);
         }
         if leaf.join("cpuset.cpus").exists() && !resources::is_v2(leaf) {
             if let Err(e) = v1::init_cpuset(leaf) {
@@ -276,6 +261,38 @@ pub fn make(placement: &Placement, root: &Path) -> Result<Vec<PathBuf>> {
     );
     lock.save();
     Ok(made)
+}
+
+/// mkdir `leaf` and its missing parents. Our root's lock keeps our own deletes out, but
+/// another root (or runc) may remove a shared parent under us: then look again.
+fn make_chain(leaf: &Path, made: &mut Vec<PathBuf>) -> Result<()> {
+    for attempt in 0.. {
+        let mut chain = Vec::new();
+        let mut p = leaf.to_path_buf();
+        while !p.exists() {
+            chain.push(p.clone());
+            if !p.pop() {
+                break;
+            }
+        }
+        let mut vanished = false;
+        for d in chain.into_iter().rev() {
+            match fs::create_dir(&d) {
+                Ok(()) => made.push(d),
+                // Another root's create made it between our look and now.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => {
+                    vanished = true;
+                    break;
+                }
+                Err(e) => return Err(e).with_context(|| format!("create cgroup {}", d.display())),
+            }
+        }
+        if !vanished {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn remove_made(made: &[PathBuf]) {

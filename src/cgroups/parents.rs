@@ -3,16 +3,19 @@
 //!
 //! Containers under one new parent (containerd's `/<namespace>`, a pod) are created and
 //! deleted in any order: the maker of the parent is rarely the last to go. The list of
-//! such parents lives in `<root>/cgroup-parents` (JSON), read and changed only under an
-//! exclusive flock of the root dir. The same lock covers making a container's dirs, so a
-//! parent is never removed between another create's check and its mkdir.
+//! such parents lives in `<root>/@cgroup-parents` (JSON; `@` is never in a container ID),
+//! read and changed only under an exclusive flock of the root dir. The same lock covers
+//! making a container's dirs, so within one root a parent is never removed between
+//! another create's check and its mkdir. Each entry keeps the dir's inode (on cgroupfs,
+//! the cgroup's never-reused id): a dir someone else removed and made again is not ours.
 
 use anyhow::{Context, Result};
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-const FILE: &str = "cgroup-parents";
+const FILE: &str = "@cgroup-parents";
 
 /// True if `root` has noted parents at all (checked without the lock: a list made after
 /// this look is for containers created later, not for the one being removed).
@@ -24,7 +27,18 @@ pub fn any(root: &Path) -> bool {
 pub struct Locked {
     _fd: OwnedFd,
     file: PathBuf,
-    list: Vec<PathBuf>,
+    list: Vec<Noted>,
+}
+
+/// A parent cgroup we made, and its inode then.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct Noted {
+    path: PathBuf,
+    ino: u64,
+}
+
+fn ino(p: &Path) -> Option<u64> {
+    fs::metadata(p).ok().map(|m| m.ino())
 }
 
 /// Lock `root` (which exists: the container's state dir is in it) and read the list.
@@ -52,10 +66,10 @@ pub fn lock(root: &Path) -> Result<Locked> {
 impl Locked {
     /// Note parents this container just made.
     pub fn add(&mut self, dirs: impl IntoIterator<Item = PathBuf>) {
-        for d in dirs {
-            if !self.list.contains(&d) {
-                self.list.push(d);
-            }
+        for path in dirs {
+            let Some(ino) = ino(&path) else { continue };
+            self.list.retain(|n| n.path != path);
+            self.list.push(Noted { path, ino });
         }
     }
 
@@ -64,9 +78,13 @@ impl Locked {
     pub fn prune(&mut self, leaf: &Path) {
         let mut p = leaf.to_path_buf();
         while p.pop() {
-            let Some(i) = self.list.iter().position(|d| *d == p) else {
+            let Some(i) = self.list.iter().position(|n| n.path == p) else {
                 return;
             };
+            if ino(&p).is_some_and(|ino| ino != self.list[i].ino) {
+                self.list.swap_remove(i); // made again by someone else: not ours
+                return;
+            }
             match fs::remove_dir(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

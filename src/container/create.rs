@@ -315,6 +315,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     st.pid = pid;
     st.pid_start = pid_start;
     st.own_pid_ns = plan.ns.new_pid;
+    // What was made, not what was planned: a concurrent create may have made a parent.
+    st.cgroup_dirs = undo.cgroups.clone();
     sd.save(&st)?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
