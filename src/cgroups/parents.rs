@@ -28,6 +28,7 @@ pub struct Locked {
     _fd: OwnedFd,
     file: PathBuf,
     list: Vec<Noted>,
+    changed: bool,
 }
 
 /// A parent cgroup we made, and its inode then.
@@ -60,6 +61,7 @@ pub fn lock(root: &Path) -> Result<Locked> {
         _fd: fd,
         file,
         list,
+        changed: false,
     })
 }
 
@@ -70,6 +72,7 @@ impl Locked {
             let Some(ino) = ino(&path) else { continue };
             self.list.retain(|n| n.path != path);
             self.list.push(Noted { path, ino });
+            self.changed = true;
         }
     }
 
@@ -83,6 +86,7 @@ impl Locked {
             };
             if ino(&p).is_some_and(|ino| ino != self.list[i].ino) {
                 self.list.swap_remove(i); // made again by someone else: not ours
+                self.changed = true;
                 return;
             }
             match fs::remove_dir(&p) {
@@ -91,11 +95,15 @@ impl Locked {
                 Err(_) => return,
             }
             self.list.swap_remove(i);
+            self.changed = true;
         }
     }
 
     /// Write the list back (or remove the file once empty: an idle root stays empty).
     pub fn save(self) {
+        if !self.changed {
+            return;
+        }
         let r = if self.list.is_empty() {
             match fs::remove_file(&self.file) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
