@@ -4,6 +4,14 @@ use clap::Parser;
 use strata::cli::{dispatch, Cli, VERSION};
 
 fn main() {
+    // A command that may put a process of ours into a container first re-execs from a
+    // sealed copy (CVE-2019-5736). Done before parsing, so only the sealed copy pays for
+    // clap. By argv word: a superset of what clap will see (an ID named "run" costs a
+    // re-exec, nothing more); a failure is reported below, once logging is set up.
+    let early_seal = std::env::args_os()
+        .skip(1)
+        .any(|a| matches!(a.to_str(), Some("create" | "run" | "exec")))
+        .then(strata::exeseal::ensure_sealed);
     let cli = Cli::parse();
     if cli.version {
         println!("strata version {VERSION}");
@@ -29,7 +37,7 @@ fn main() {
         }
     };
     if cli.cmd.as_ref().is_some_and(|c| c.enters_container()) {
-        if let Err(e) = strata::exeseal::ensure_sealed() {
+        if let Err(e) = early_seal.unwrap_or_else(strata::exeseal::ensure_sealed) {
             tracing::error!("{e:#}");
             eprintln!("strata: {e:#}");
             std::process::exit(1);
