@@ -89,7 +89,8 @@ pub struct StateDir {
     _lock: Option<OwnedFd>,
 }
 
-fn lock_dir(dir: &Path) -> Result<OwnedFd> {
+/// Open `dir` and take an exclusive flock on it (a container's state dir, or the root).
+pub(crate) fn lock_dir(dir: &Path) -> Result<OwnedFd> {
     let f = fs::File::open(dir).with_context(|| format!("open state dir {}", dir.display()))?;
     let fd: OwnedFd = f.into();
     // flock on the directory itself: released when the fd closes, even on a crash.

@@ -9,9 +9,9 @@
 //! another create's check and its mkdir. Each entry keeps the dir's inode (on cgroupfs,
 //! the cgroup's never-reused id): a dir someone else removed and made again is not ours.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -44,13 +44,7 @@ fn ino(p: &Path) -> Option<u64> {
 
 /// Lock `root` (which exists: the container's state dir is in it) and read the list.
 pub fn lock(root: &Path) -> Result<Locked> {
-    let fd: OwnedFd = fs::File::open(root)
-        .with_context(|| format!("open state root {}", root.display()))?
-        .into();
-    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("lock state root {}", root.display()));
-    }
+    let fd = crate::state::lock_dir(root)?;
     let file = root.join(FILE);
     // A list we cannot read only means parents stay behind, as with runc.
     let list = fs::read(&file)
