@@ -10,6 +10,7 @@ pub mod exeseal;
 pub mod fdpass;
 pub mod features;
 pub mod hooks;
+pub mod image;
 pub mod jsonpath;
 pub mod logging;
 pub mod lsm;
