@@ -2,6 +2,7 @@
 //! library. Nothing in this module touches the kernel.
 
 mod cgroup;
+pub mod image;
 mod info;
 mod lifecycle;
 
