@@ -16,6 +16,7 @@ pub mod logging;
 pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
+pub mod overlay;
 pub mod paths;
 pub mod process;
 pub mod procfs;
