@@ -56,8 +56,21 @@ pub fn features() -> Value {
             },
             "mountExtensions": {"idmap": {"enabled": crate::mounts::idmap::supported()}},
         },
-        "annotations": {"io.github.strata.version": env!("CARGO_PKG_VERSION")},
+        "annotations": annotations(),
     })
+}
+
+/// Our version, and the annotations a config.json may use (key → what it does).
+fn annotations() -> Value {
+    let mut a = serde_json::Map::new();
+    a.insert(
+        "io.github.strata.version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    );
+    for (k, v) in crate::overlay::ANNOTATIONS {
+        a.insert(k.into(), v.into());
+    }
+    Value::Object(a)
 }
 
 const SECCOMP_FLAGS: &[&str] = &[
@@ -77,5 +90,9 @@ mod tests {
         let ns = &v["linux"]["namespaces"];
         assert!(ns.as_array().unwrap().contains(&"time".into()), "{ns}");
         assert!(ns.as_array().unwrap().contains(&"user".into()), "{ns}");
+        for k in ["lowerdir", "upperdir", "workdir"] {
+            let k = format!("org.strata.overlay.{k}");
+            assert!(v["annotations"][&k].is_string(), "{k} missing");
+        }
     }
 }

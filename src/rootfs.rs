@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -13,11 +13,13 @@ use crate::mounts::fdmount::{clone_tree, mount_at, mount_path, move_onto, setatt
 use crate::mounts::options::{
     MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
+use crate::overlay::Layers;
 use crate::paths::{fstat, Root};
 
 /// Make our mount tree non-propagating toward the host (or as `rootfsPropagation` says),
-/// and turn the rootfs into a mount point of its own so it can be pivoted to.
-pub fn prepare(rootfs: &Path, propagation: Option<u64>) -> Result<()> {
+/// and turn the rootfs into a mount point of its own so it can be pivoted to: a bind of
+/// itself, or the overlay of `layers` (mounted only now, so it never reaches the host).
+pub fn prepare(rootfs: &Path, propagation: Option<u64>, layers: Option<&Layers>) -> Result<()> {
     let root_flags = propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     mount_path(None, c"/", None, root_flags, None).context("set propagation of /")?;
     let rc = CString::new(rootfs.as_os_str().as_bytes())?;
@@ -33,6 +35,12 @@ pub fn prepare(rootfs: &Path, propagation: Option<u64>) -> Result<()> {
             )
             .with_context(|| format!("make {mp} private"))?;
         }
+    }
+    if let Some(layers) = layers {
+        let target = crate::paths::openat(libc::AT_FDCWD, &rc, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .with_context(|| format!("open rootfs {}", rootfs.display()))?;
+        return crate::overlay::mount_root(layers, target.as_fd())
+            .with_context(|| format!("overlay root on {}", rootfs.display()));
     }
     mount_path(Some(&rc), &rc, None, libc::MS_BIND | libc::MS_REC, None)
         .with_context(|| format!("bind rootfs {} onto itself", rootfs.display()))?;

@@ -29,6 +29,9 @@ fn main() {
     if std::env::var_os("STRATA_NO_OPENAT2").is_some() {
         strata::paths::disable_openat2();
     }
+    if std::env::var_os("STRATA_NO_LOWERDIR_PLUS").is_some() {
+        strata::overlay::disable_lowerdir_plus();
+    }
     let to_file = match strata::logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(f) => f,
         Err(e) => {

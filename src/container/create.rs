@@ -2,9 +2,11 @@
 //! the container, and return once it waits on the exec fifo. Any failure undoes it all.
 
 use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::cgroups::{self, CgroupMount};
@@ -12,7 +14,7 @@ use crate::hooks::{self, Kind};
 use crate::process::channel::{self, Msg};
 use crate::process::{clone::clone_fork, init, InitPlan};
 use crate::state::{ContainerState, StateDir};
-use crate::{namespaces, spec, timefmt};
+use crate::{namespaces, overlay, spec, timefmt};
 
 /// What `create` (and `run`) were asked to do.
 #[derive(Debug, Clone, Default)]
@@ -47,13 +49,15 @@ pub struct Created {
     pub console: Option<OwnedFd>,
 }
 
-// Undoes a half-made container: kills the init, removes cgroups and the state dir.
+// Undoes a half-made container: kills the init, removes cgroups, the state dir, and the
+// overlay work dir if we made it.
 struct Undo {
     pid: libc::pid_t,
     cgroups: Vec<PathBuf>,
     leaves: Vec<PathBuf>,
     root: PathBuf,
     dir: Option<PathBuf>,
+    workdir: Option<PathBuf>,
 }
 
 impl Drop for Undo {
@@ -73,6 +77,12 @@ impl Drop for Undo {
             }
         }
         cgroups::remove(&self.cgroups, &self.leaves, &self.root);
+        // With the init gone, so is its overlay (and overlayfs's own work/work inside).
+        // Before the state dir: while our claim on the upper dir is visible, no other
+        // create can take up a work dir we are about to remove.
+        if let Some(w) = &self.workdir {
+            let _ = std::fs::remove_dir_all(w);
+        }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
@@ -119,6 +129,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let linux = spec.linux().clone().unwrap_or_default();
     let ns = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
     let hs = cgroups::hierarchies()?;
+    let annotations = spec.annotations().clone().unwrap_or_default();
 
     let sd = StateDir::create(&o.root, &o.id)?;
     let mut undo = Undo {
@@ -127,7 +138,18 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         leaves: vec![],
         root: o.root.clone(),
         dir: Some(sd.dir.clone()),
+        workdir: None,
     };
+    // An upper dir is claimed under the root's lock, held from before its work dir may
+    // be made until our provisional state (the claim) is saved: of two creates with one
+    // upper or work dir, one sees the other's claim, and never uses a dir the other made
+    // and may remove again.
+    let root_lock = annotations
+        .contains_key(overlay::UPPERDIR)
+        .then(|| crate::state::lock_dir(&o.root))
+        .transpose()?;
+    let layers = overlay_layers(&annotations, &bundle, &ns)?;
+    undo.workdir = layers.as_ref().and_then(|l| l.made_workdir.clone());
     // Cgroups are only planned here; the parent makes them after the clone, while the
     // init already builds the rootfs (it waits for them only at its cgroup gate).
     let mut placement = cgroups::plan(
@@ -149,18 +171,23 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         rootfs: rootfs.clone(),
         created: timefmt::now_rfc3339_nanos(),
         owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
+        annotations,
         cgroup_dirs: placement.created.clone(),
         cgroup_paths: placement.paths.clone(),
         oci_version: spec.version().clone(),
         own_pid_ns: false,
         hooks: spec.hooks().clone(),
     };
+    if let Some(u) = layers.as_ref().and_then(|l| l.upper.as_ref()) {
+        ensure_upper_free(&o.root, &o.id, u)?;
+    }
     sd.save(&st)?;
+    drop(root_lock);
     let saved = sd.dir.join(super::exec::SAVED_CONFIG);
     std::fs::write(&saved, &spec_bytes).with_context(|| format!("write {}", saved.display()))?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
+    plan.overlay = layers;
     let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
     let idmaps = crate::mounts::idmap::prepare(&plan.mounts, &plan.ns, id_maps.as_ref())?;
     plan.process.preserve_fds = o.preserve_fds;
@@ -329,6 +356,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     undo.pid = 0;
     undo.cgroups.clear();
     undo.dir = None;
+    undo.workdir = None;
     tracing::debug!(id = %o.id, pid, "container created");
     Ok(Created {
         state: st,
@@ -337,6 +365,69 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         orig_mask,
         console: console_ours,
     })
+}
+
+/// The overlay root config.json's annotations ask for, its layers opened and checked.
+fn overlay_layers(
+    annotations: &HashMap<String, String>,
+    bundle: &Path,
+    ns: &namespaces::NsPlan,
+) -> Result<Option<overlay::Layers>> {
+    let layers = overlay::Layers::from_annotations(annotations, bundle)?;
+    if layers.is_some() && ns.user {
+        // Inside a user namespace overlayfs cannot write its trusted.* whiteouts and
+        // opaque dirs: the upper dir would not describe the change the same way.
+        if let Some(w) = layers.as_ref().and_then(|l| l.made_workdir.as_ref()) {
+            let _ = std::fs::remove_dir(w);
+        }
+        bail!(
+            "{}: an overlay root in a user namespace is not supported",
+            overlay::LOWERDIR
+        );
+    }
+    Ok(layers)
+}
+
+/// Refuse an upper or work dir that another container of this root uses as either:
+/// one created, running, paused, or still being created (its provisional state has no
+/// pid yet). overlayfs with index=off only warns about shared ones (and a second mount
+/// would empty the first one's work dir). Called under the root's lock.
+fn ensure_upper_free(root: &Path, id: &str, upper: &overlay::Upper) -> Result<()> {
+    let mut ours = vec![];
+    for d in [&upper.dir, &upper.work] {
+        let s = crate::paths::fstat(d.fd.as_raw_fd())?;
+        ours.push(((s.st_dev, s.st_ino), d));
+    }
+    for other in crate::state::list_ids(root)?.iter().filter(|o| *o != id) {
+        let Ok(sd) = StateDir::open_unlocked(root, other) else {
+            continue;
+        };
+        let Ok(st) = sd.load() else { continue };
+        let Some(theirs) = overlay::upper_and_work(&st.annotations, &st.bundle) else {
+            continue;
+        };
+        let theirs: Vec<(u64, u64)> = theirs
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        let Some((_, dir)) = ours.iter().find(|(key, _)| theirs.contains(key)) else {
+            continue;
+        };
+        let status = match st.pid {
+            0 => "being created".to_string(),
+            _ => match super::status::status(&st, &sd) {
+                super::Status::Stopped => continue,
+                s => s.to_string(),
+            },
+        };
+        bail!(
+            "{} {}: in use by container {other} ({status})",
+            dir.annotation,
+            dir.path.display()
+        );
+    }
+    Ok(())
 }
 
 /// (the child's end, our end) of the console socket, checked against process.terminal

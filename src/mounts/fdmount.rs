@@ -107,45 +107,93 @@ pub fn new_fs_flags(
     flags: &[&CStr],
     attrs: u64,
 ) -> io::Result<OwnedFd> {
-    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    let fs = FsContext::open(fstype)?;
     for k in flags {
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                FSCONFIG_SET_FLAG,
-                k.as_ptr(),
-                std::ptr::null::<u8>(),
-                0,
-            )
-        })?;
+        fs.set_flag(k)?;
     }
     for (k, v) in options {
+        fs.set_string(k, v)?;
+    }
+    fs.create()?;
+    fs.mount(attrs)
+}
+
+/// A filesystem being configured (an fsopen fd): options one by one, then a detached mount.
+pub struct FsContext(OwnedFd);
+
+impl FsContext {
+    /// fsopen(fstype); ENODEV when the kernel has no such filesystem.
+    pub fn open(fstype: &CStr) -> io::Result<FsContext> {
+        let fs =
+            check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+        Ok(FsContext(unsafe { OwnedFd::from_raw_fd(fs as RawFd) }))
+    }
+
+    fn config(&self, cmd: u32, key: Option<&CStr>, value: Option<&CStr>) -> io::Result<()> {
         check(unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
+                self.0.as_raw_fd(),
+                cmd,
+                key.map_or(std::ptr::null(), |k| k.as_ptr()),
+                value.map_or(std::ptr::null(), |v| v.as_ptr()),
                 0,
             )
         })?;
+        Ok(())
     }
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<u8>(),
-            std::ptr::null::<u8>(),
-            0,
-        )
-    })?;
-    let m =
-        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+
+    /// A `key=value` option (the kernel takes values of at most 256 bytes).
+    pub fn set_string(&self, key: &CStr, value: &CStr) -> io::Result<()> {
+        self.config(FSCONFIG_SET_STRING, Some(key), Some(value))
+    }
+
+    /// A flag option (`key` alone).
+    pub fn set_flag(&self, key: &CStr) -> io::Result<()> {
+        self.config(FSCONFIG_SET_FLAG, Some(key), None)
+    }
+
+    /// Make the superblock from the options given so far.
+    pub fn create(&self) -> io::Result<()> {
+        self.config(FSCONFIG_CMD_CREATE, None, None)
+    }
+
+    /// A detached mount of the created superblock, with mount attributes `attrs`.
+    pub fn mount(&self, attrs: u64) -> io::Result<OwnedFd> {
+        let m = check(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.0.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs,
+            )
+        })?;
+        Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+    }
+
+    /// What the filesystem said about its options ("overlay: ... is not a directory"),
+    /// drained from the context's log, one message a line; empty if it said nothing.
+    pub fn messages(&self) -> String {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = unsafe {
+                libc::read(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            // Each message is "e text", "w text" or "i text".
+            let m = String::from_utf8_lossy(&buf[..n as usize]);
+            let m = m.trim_end();
+            out.push(m.get(2..).unwrap_or(m).to_string());
+        }
+        out.join("; ")
+    }
 }
 
 /// mount(2) with the target given as an fd (through its /proc/self/fd magic link).

@@ -177,7 +177,7 @@ fn setup(
             .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
 
-    rootfs::prepare(&plan.rootfs, plan.propagation)?;
+    rootfs::prepare(&plan.rootfs, plan.propagation, plan.overlay.as_ref())?;
     let root = Root::open(&plan.rootfs)
         .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
     // Idmapped trees come from the parent, cloned in our namespace now that it is a slave.

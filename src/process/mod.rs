@@ -50,6 +50,8 @@ pub struct ProcessPlan {
 /// Everything the init does, in the order it does it.
 pub struct InitPlan {
     pub rootfs: PathBuf,
+    /// The root as an overlay of these layers (mounted on `rootfs`), not a bind of it.
+    pub overlay: Option<crate::overlay::Layers>,
     pub readonly: bool,
     pub no_pivot: bool,
     pub propagation: Option<u64>,
@@ -220,6 +222,7 @@ impl InitPlan {
         let attrs = attrs::Attrs::plan(spec, &ns)?;
         Ok(InitPlan {
             rootfs,
+            overlay: None,
             readonly: spec
                 .root()
                 .as_ref()
