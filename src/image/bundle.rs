@@ -8,9 +8,6 @@ use std::path::PathBuf;
 
 use super::user::{self, Identity};
 
-pub const ANN_LOWER: &str = "org.strata.overlay.lowerdir";
-pub const ANN_UPPER: &str = "org.strata.overlay.upperdir";
-pub const ANN_WORK: &str = "org.strata.overlay.workdir";
 /// containerd's key for an image's stop signal.
 const ANN_STOP_SIGNAL: &str = "org.opencontainers.image.stopSignal";
 pub const ANN_IMAGE_ID: &str = "org.strata.image.id";
@@ -186,10 +183,10 @@ fn annotate(spec: &mut Value, c: &Value, layers: &Layers) {
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    a.insert(ANN_LOWER.into(), json!(lower.join(":")));
+    a.insert(crate::overlay::LOWERDIR.into(), json!(lower.join(":")));
     // Relative to the bundle: the container's dir is made in a temp dir and renamed.
-    a.insert(ANN_UPPER.into(), json!("upper"));
-    a.insert(ANN_WORK.into(), json!("work"));
+    a.insert(crate::overlay::UPPERDIR.into(), json!("upper"));
+    a.insert(crate::overlay::WORKDIR.into(), json!("work"));
 }
 
 #[cfg(test)]
