@@ -1483,6 +1483,13 @@ fn blkio_weight_uses_bfq_weight_when_cfq_is_absent() {
     if out.code != 0 {
         t.assert_no_leftovers(&id);
     }
+    // A host fact, not a failure: with no weight file (no cfq, no bfq scheduler) strata
+    // must refuse the weight clearly, and leave nothing behind.
+    if out.stderr.contains("this host has no blkio.weight") {
+        out.assert_error(&["linux.resources.blockIO.weight", "blkio.weight"]);
+        eprintln!("SKIP: this host's blkio controller has neither blkio.weight nor blkio.bfq.weight");
+        return;
+    }
     out.ok();
     let dir = cgroup_dir(t.pid(&id), "blkio");
     let file = ["blkio.weight", "blkio.bfq.weight"]
