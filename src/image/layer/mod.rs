@@ -1,2 +1,16 @@
-//! Layer tar streams: written from a directory (an overlay upper or a rootfs), and unpacked
-//! into a layer directory in overlay form.
+//! Layer tar streams: written from a directory (an overlay upper or a tree) and unpacked into a layer directory in overlay form.
+
+mod attrs;
+mod copy;
+mod header;
+pub mod limits;
+mod lowers;
+mod names;
+mod pax;
+mod reader;
+mod sys;
+mod unpack;
+mod write;
+
+pub use unpack::{unpack, UnpackOpts, UnpackStats};
+pub use write::{write_tar, Source, Times, WriteOpts, WriteStats};
