@@ -2,6 +2,7 @@
 
 mod layer_support;
 
+use layer_support::trees::*;
 use layer_support::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -10,91 +11,6 @@ use std::process::Command;
 use strata::image::layer::{unpack, write_tar, Source, Times, UnpackOpts, WriteOpts};
 
 evil_tests!({});
-
-fn opts(source: Source, times: Times) -> WriteOpts {
-    WriteOpts {
-        source,
-        times,
-        copy_to: None,
-    }
-}
-
-fn tar_of(dir: &Path, o: &WriteOpts) -> Vec<u8> {
-    let mut seen = 0;
-    let (stats, out) = write_tar(dir, Vec::new(), o, &mut |n| seen += n).unwrap();
-    assert_eq!(seen, stats.file_bytes);
-    out
-}
-
-fn unpack_into(tar: &[u8], dir: &Path, lowers: &[&Path]) {
-    let o = UnpackOpts {
-        lowers: lowers.iter().map(|p| p.to_path_buf()).collect(),
-    };
-    unpack(tar, dir, &o).unwrap_or_else(|e| panic!("unpack: {e:#}"));
-}
-
-/// A tree with every entry type, odd modes and owners, xattrs (one binary value holding
-/// '\n'), file caps, hard links, devices and names too long for ustar.
-fn make_tree(root: &Path) {
-    mkdir(&root.join("bin"), 0o755);
-    write(&root.join("bin/sh"), b"#!busybox\n", 0o755);
-    fs::hard_link(root.join("bin/sh"), root.join("bin/ash")).unwrap();
-    ln_s("sh", &root.join("bin/busybox"));
-    write(&root.join("bin/su"), b"setuid", 0o4755);
-    write(&root.join("bin/ping"), b"ping", 0o755);
-    setxattr(
-        &root.join("bin/ping"),
-        "security.capability",
-        &cap_net_raw(),
-    );
-    mkdir(&root.join("etc"), 0o755);
-    setxattr(&root.join("etc"), "trusted.strata", b"1");
-    write(
-        &root.join("etc/passwd"),
-        b"root:x:0:0::/root:/bin/sh\n",
-        0o644,
-    );
-    write(&root.join("etc/shadow"), b"root:*:1::::::\n", 0o640);
-    lchown(&root.join("etc/shadow"), 0, 42);
-    write(&root.join("etc/empty"), b"", 0o600);
-    mkdir(&root.join("tmp"), 0o1777);
-    mkdir(&root.join("home/user"), 0o700);
-    lchown(&root.join("home/user"), 1000, 1000);
-    write(&root.join("home/user/.profile"), b"export A=1\n", 0o600);
-    lchown(&root.join("home/user/.profile"), 1000, 1000);
-    setxattr(&root.join("home/user/.profile"), "user.note", b"hello");
-    setxattr(
-        &root.join("home/user/.profile"),
-        "user.bin",
-        &[0, b'\n', 255, b'\n'],
-    );
-    ln_s("usr/lib", &root.join("lib"));
-    ln_s("/etc/passwd", &root.join("abs"));
-    mkdir(&root.join("dev"), 0o755);
-    mknod(&root.join("dev/null"), libc::S_IFCHR, 1, 3, 0o666);
-    mknod(&root.join("dev/sda"), libc::S_IFBLK, 8, 0, 0o660);
-    mknod(&root.join("dev/fifo"), libc::S_IFIFO, 0, 0, 0o644);
-    let mid = root.join("d".repeat(120));
-    write(&mid.join("f".repeat(90)), b"over 100", 0o644);
-    let deep = root.join(format!(
-        "{}/{}/{}",
-        "x".repeat(100),
-        "y".repeat(100),
-        "z".repeat(100)
-    ));
-    write(&deep.join("file"), b"over 255", 0o644);
-    ln_s(&"t".repeat(150), &root.join("longlink"));
-    set_times(root, 1_600_000_000);
-}
-
-/// Give every inode below `root` a distinct, fixed mtime (children before their dirs).
-fn set_times(root: &Path, base: i64) {
-    let mut paths: Vec<_> = snapshot(root, &SNAP).into_keys().collect();
-    paths.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
-    for (i, p) in paths.iter().enumerate() {
-        set_mtime(&root.join(p), base + i as i64);
-    }
-}
 
 #[test]
 fn tree_round_trip() {
@@ -177,6 +93,10 @@ fn tar_layout() {
     );
     assert_eq!(e("longlink").pax[0].0, "linkpath");
     assert!(e("etc/passwd").pax.is_empty() && e("bin/").pax.is_empty());
+    assert_eq!(
+        e("etc/empty").pax,
+        vec![("mtime".to_string(), b"-86400".to_vec())]
+    );
     // PAX records sorted by key.
     let keys: Vec<&str> = e("home/user/.profile")
         .pax
@@ -297,76 +217,6 @@ fn unpack_refuses_a_non_empty_dir() {
     write(&dir.join("x"), b"", 0o644);
     let err = unpack(&RawTar::default().end()[..], &dir, &UnpackOpts::default()).unwrap_err();
     assert!(format!("{err:#}").contains("is not empty"));
-}
-
-/// The container's changes, made through a real overlay mount.
-struct Changed {
-    t: Tmp,
-    merged: std::collections::BTreeMap<String, Node>,
-}
-
-impl Changed {
-    fn lower(&self) -> std::path::PathBuf {
-        self.t.path("lower")
-    }
-    fn upper(&self) -> std::path::PathBuf {
-        self.t.path("upper")
-    }
-}
-
-fn make_changes() -> Changed {
-    let t = Tmp::new("upper");
-    let lower = t.dir("lower");
-    for (p, data) in [
-        ("keep.txt", "keep"),
-        ("change.txt", "old"),
-        ("del.txt", "del"),
-        ("rename_me.txt", "rename"),
-        ("chmod_me.txt", "m"),
-        ("xattr_me.txt", "x"),
-        ("dir_recreate/a", "a"),
-        ("dir_recreate/b", "b"),
-        ("dir_rm/x", "x"),
-        ("dir_rm/sub/y", "y"),
-        ("sub/deep/file", "deep"),
-        ("hard1", "hard"),
-    ] {
-        write(&lower.join(p), data.as_bytes(), 0o644);
-    }
-    fs::hard_link(lower.join("hard1"), lower.join("hard2")).unwrap();
-    mkdir(&lower.join("bin"), 0o755);
-    ln_s("busybox", &lower.join("bin/sh"));
-    mkdir(&lower.join("dev"), 0o755);
-    mknod(&lower.join("dev/null"), libc::S_IFCHR, 1, 3, 0o666);
-    write(&lower.join("suid"), b"suid", 0o4755);
-    write(&lower.join("cap"), b"cap", 0o755);
-    setxattr(&lower.join("cap"), "security.capability", &cap_net_raw());
-    set_times(&lower, 1_500_000_000);
-    let (upper, work) = (t.dir("upper"), t.dir("work"));
-
-    let ov = Overlay::mount(&[&lower], Some((&upper, &work)));
-    let m = ov.root();
-    write(&m.join("new.txt"), b"new", 0o640);
-    lchown(&m.join("new.txt"), 1000, 1000);
-    setxattr(&m.join("new.txt"), "user.new", b"v\n");
-    fs::hard_link(m.join("new.txt"), m.join("new_link")).unwrap();
-    fs::write(m.join("change.txt"), b"new content").unwrap();
-    fs::remove_file(m.join("del.txt")).unwrap();
-    fs::remove_dir_all(m.join("dir_recreate")).unwrap();
-    mkdir(&m.join("dir_recreate"), 0o750);
-    write(&m.join("dir_recreate/c"), b"c", 0o644);
-    fs::remove_dir_all(m.join("dir_rm")).unwrap();
-    fs::rename(m.join("rename_me.txt"), m.join("renamed.txt")).unwrap();
-    chmod(&m.join("chmod_me.txt"), 0o600);
-    setxattr(&m.join("xattr_me.txt"), "user.added", b"1");
-    write(&m.join("sub/deep/new"), b"n", 0o644);
-    write(&m.join("newdir/inner/f"), b"f", 0o644);
-    ln_s("inner/f", &m.join("newdir/link"));
-    mknod(&m.join("newfifo"), libc::S_IFIFO, 0, 0, 0o600);
-    fs::remove_file(m.join("hard2")).unwrap();
-    let merged = snapshot(&m, &SNAP);
-    drop(ov);
-    Changed { t, merged }
 }
 
 #[test]
@@ -551,12 +401,45 @@ fn unpack_whiteout_rules() {
     assert!(!m.contains_key("shadowed") && m.contains_key("usr/share/doc/x"));
 }
 
-fn gnu_tar() -> bool {
-    let ok = have("tar") && run(Command::new("tar").arg("--version")).contains("GNU tar");
-    if !ok {
-        eprintln!("skipped: needs GNU tar");
-    }
-    ok
+/// Later entries replace earlier ones of the same layer: non-directories are unlinked (other
+/// hard links keep the old data), a directory over a directory only changes attributes,
+/// anything else over a directory removes it with its contents.
+#[test]
+fn unpack_replaces_entries() {
+    need_root!();
+    let t = Tmp::new("replace");
+    let layer = t.dir("layer");
+    let tar = RawTar::default()
+        .file("f", b"one")
+        .hardlink("f2", "f")
+        .file("f", b"two")
+        .dir("d/")
+        .file("d/x", b"x")
+        .dir("d/sub/")
+        .file("d", b"now a file")
+        .file("d/.wh.y", b"")
+        .symlink("s", "target")
+        .dir("s/")
+        .file("s/in", b"in")
+        .dir("keep/")
+        .file("keep/x", b"x")
+        .raw(raw_header(b"keep/", b'5', 0, b""))
+        .end();
+    let stats = unpack(&tar[..], &layer, &UnpackOpts::default()).unwrap();
+    assert_eq!(stats.entries, 14);
+    assert_eq!(stats.file_bytes, 3 + 3 + 1 + 10 + 2 + 1);
+    let s = snapshot(&layer, &ALL);
+    assert_eq!(
+        (s["f"].data.as_slice(), s["f2"].data.as_slice()),
+        (&b"two"[..], &b"one"[..])
+    );
+    assert_eq!(
+        (s["d"].kind, s["d"].data.as_slice()),
+        ('f', &b"now a file"[..])
+    );
+    assert!(!s.keys().any(|k| k.starts_with("d/")), "{:?}", s.keys());
+    assert_eq!((s["s"].kind, s["s/in"].kind), ('d', 'f'));
+    assert_eq!(s["keep/x"].data, b"x");
 }
 
 #[test]
@@ -707,72 +590,11 @@ fn unpack_reads_gnu_format_long_names() {
     );
 }
 
-/// Throughput of write_tar beside GNU tar on the same tree (release build):
+/// Throughput of write_tar and unpack beside GNU tar on the same tree (release build):
 /// STRATA_LAYER_BENCH_DIR=/tmp/usr-copy cargo test --release --test layer -- --ignored --nocapture bench
+/// (STRATA_LAYER_BENCH_COPY_ONLY=<empty dir> times one write_tar with copy_to there, alone).
 #[test]
 #[ignore]
-fn bench_write_tar() {
-    use std::time::Instant;
-    let Ok(dir) = std::env::var("STRATA_LAYER_BENCH_DIR") else {
-        eprintln!("skipped: set STRATA_LAYER_BENCH_DIR");
-        return;
-    };
-    let dir = Path::new(&dir);
-    let mb = |bytes: u64, secs: f64| bytes as f64 / secs / 1e6;
-    let (stats, _) = write_tar(
-        dir,
-        std::io::sink(),
-        &opts(Source::Tree, Times::Keep),
-        &mut |_| {},
-    )
-    .unwrap();
-    println!(
-        "tree: {} entries, {:.1} MB of file data",
-        stats.entries,
-        stats.file_bytes as f64 / 1e6
-    );
-    for round in 0..3 {
-        let t0 = Instant::now();
-        let (s, out) = write_tar(
-            dir,
-            Counter(0),
-            &opts(Source::Tree, Times::Keep),
-            &mut |_| {},
-        )
-        .unwrap();
-        let (ours, counted) = (t0.elapsed().as_secs_f64(), out.0);
-        let t0 = Instant::now();
-        run(Command::new("sh").arg("-c").arg(format!(
-            "tar -cf - -C '{}' . | cat > /dev/null",
-            dir.display()
-        )));
-        let gnu = t0.elapsed().as_secs_f64();
-        let copy = Tmp::new("bench-copy");
-        let o = WriteOpts {
-            copy_to: Some(copy.dir("c")),
-            ..opts(Source::Tree, Times::Keep)
-        };
-        let t0 = Instant::now();
-        write_tar(dir, std::io::sink(), &o, &mut |_| {}).unwrap();
-        let with_copy = t0.elapsed().as_secs_f64();
-        println!(
-            "round {round}: write_tar {ours:.2}s {:.0} MB/s ({counted} tar bytes) | GNU tar {gnu:.2}s {:.0} MB/s | write_tar+copy_to {with_copy:.2}s {:.0} MB/s",
-            mb(s.file_bytes, ours),
-            mb(s.file_bytes, gnu),
-            mb(s.file_bytes, with_copy)
-        );
-    }
-}
-
-/// A sink that counts.
-struct Counter(u64);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0 += b.len() as u64;
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn bench() {
+    layer_support::bench::bench_write_tar();
 }

@@ -1,7 +1,9 @@
 //! Helpers for the layer tests: scratch dirs, trees with every file type, tree snapshots, detached overlay mounts, raw tar bytes.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod evil;
+pub mod trees;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;

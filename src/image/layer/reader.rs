@@ -235,6 +235,22 @@ impl<R: Read> TarReader<R> {
     }
 }
 
+// A GNU base-256 field, signed (GNU tar writes pre-1970 mtimes so): the first byte's top bit
+// marks the encoding, its next bit the sign, as Go's parseNumeric reads it.
+fn base256(b: &[u8]) -> Option<i64> {
+    let inv = if b[0] & 0x40 != 0 { 0xff } else { 0 };
+    let mut x: u64 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let c = if i == 0 { (c ^ inv) & 0x7f } else { c ^ inv };
+        if x >> 56 != 0 {
+            return None;
+        }
+        x = x << 8 | c as u64;
+    }
+    let x = i64::try_from(x).ok()?;
+    Some(if inv == 0xff { !x } else { x })
+}
+
 fn until_nul(mut v: Vec<u8>) -> Vec<u8> {
     if let Some(i) = v.iter().position(|b| *b == 0) {
         v.truncate(i);
@@ -328,13 +344,11 @@ fn entry(h: &Header, ustar_size: u64, p: Pending) -> Result<Entry> {
     let mode = field(&o.mode, h.mode().map(u64::from))? as u32 & 0o7777;
     let mtime = match pax.mtime {
         Some(t) => t,
-        None => {
-            let t = field(&o.mtime, h.mtime())?;
-            (
-                i64::try_from(t).map_err(|_| fail("mtime out of range".into()))?,
-                0,
-            )
-        }
+        None if o.mtime[0] & 0x80 != 0 => (
+            base256(&o.mtime).ok_or_else(|| fail("mtime out of range".into()))?,
+            0,
+        ),
+        None => (field(&o.mtime, h.mtime())? as i64, 0),
     };
     let dev = match kind {
         // dev_major and dev_minor sit at the same offsets in ustar and GNU headers.
@@ -367,4 +381,26 @@ fn entry(h: &Header, ustar_size: u64, p: Pending) -> Result<Entry> {
         dev,
         xattrs: pax.xattrs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base256_mtimes() {
+        let mut f = [0u8; 12];
+        f[0] = 0x80;
+        f[11] = 5;
+        assert_eq!(base256(&f), Some(5));
+        let neg = [0xffu8; 12];
+        assert_eq!(base256(&neg), Some(-1));
+        let mut f = [0xffu8; 12];
+        f[11] = 0xfe;
+        assert_eq!(base256(&f), Some(-2));
+        let mut f = [0u8; 12];
+        f[0] = 0x80;
+        f[3] = 1;
+        assert_eq!(base256(&f), None);
+    }
 }

@@ -8,8 +8,8 @@ use super::reader::{entry_error, Entry, TarReader, Type};
 use super::sys::{self, Target};
 use crate::image::whiteout::{self, XattrRule, OPAQUE_XATTR};
 use crate::paths::Root;
-use anyhow::{anyhow, bail, Context, Result};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -66,8 +66,9 @@ enum Made {
 struct Unpacker {
     root: Root,
     lowers: Lowers,
-    made: HashMap<Vec<u8>, Made>,
-    opaque: HashSet<Vec<u8>>,
+    /// Keyed by path; ordered so that a removed directory's contents are one range.
+    made: BTreeMap<Vec<u8>, Made>,
+    opaque: BTreeSet<Vec<u8>>,
     /// `.wh.` entries, applied at the end: a whiteout never hides its own layer's entries,
     /// wherever it sits in the tar.
     whiteouts: Vec<Vec<Vec<u8>>>,
@@ -91,8 +92,8 @@ impl Unpacker {
         Ok(Unpacker {
             root,
             lowers: Lowers::open(&opts.lowers)?,
-            made: HashMap::new(),
-            opaque: HashSet::new(),
+            made: BTreeMap::new(),
+            opaque: BTreeSet::new(),
             whiteouts: Vec::new(),
             whited: HashSet::new(),
             dir_times: BTreeMap::new(),
@@ -141,9 +142,19 @@ impl Unpacker {
                 return Ok(());
             }
             Type::HardLink => self.hardlink(&e.link, parent, &base, &key)?,
-            _ => {
+            Type::File => {
                 self.clear(parent, &base, &key, false)?;
-                self.create(e, parent, &base, &attrs, tar)?;
+                self.file(parent, &base, &attrs, tar)?;
+            }
+            Type::Symlink => {
+                self.clear(parent, &base, &key, false)?;
+                sys::symlink_at(&e.link, parent, &base)?;
+                attrs.apply(Target::At(parent, &base), true)?;
+                attrs.apply_times(Target::At(parent, &base))?;
+            }
+            Type::Char | Type::Block | Type::Fifo => {
+                self.clear(parent, &base, &key, false)?;
+                self.node(e, parent, &base, &attrs)?;
             }
         }
         self.made.insert(key, Made::Other);
@@ -212,13 +223,24 @@ impl Unpacker {
         Ok(false)
     }
 
-    // A directory went away: neither it nor anything below it is ours any more.
+    // A directory went away: neither it nor anything below it is ours any more. Its
+    // contents are the keys from "key/" up to "key0" ('0' follows '/'), removed as a range
+    // so that a tar replacing many directories costs no more than making them.
     fn forget_below(&mut self, key: &[u8]) {
-        let gone =
-            |p: &Vec<u8>| p.starts_with(key) && (p.len() == key.len() || p[key.len()] == b'/');
-        self.made.retain(|p, _| !gone(p));
-        self.opaque.retain(|p| !gone(p));
-        self.dir_times.retain(|p, _| !gone(p));
+        let (from, to) = ([key, b"/"].concat(), [key, b"0"].concat());
+        let below: Vec<Vec<u8>> = self
+            .made
+            .range(from.clone()..to.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below.iter().chain([&key.to_vec()]) {
+            self.made.remove(k);
+            self.dir_times.remove(k);
+        }
+        let opaque: Vec<Vec<u8>> = self.opaque.range(from..to).cloned().collect();
+        for k in opaque.iter().chain([&key.to_vec()]) {
+            self.opaque.remove(k);
+        }
         self.cache = None;
     }
 
@@ -232,48 +254,41 @@ impl Unpacker {
         Ok(())
     }
 
-    fn create<R: Read>(
+    /// A regular file: created exclusively (never through a symlink), data, then attributes.
+    fn file<R: Read>(
         &mut self,
-        e: &Entry,
         parent: RawFd,
         base: &CStr,
         attrs: &Attrs,
         tar: &mut TarReader<R>,
     ) -> Result<()> {
-        let rdev = libc::makedev(e.dev.0, e.dev.1);
-        let t = Target::At(parent, base);
-        match e.kind {
-            Type::File => {
-                let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
-                let mut f = File::from(sys::open_nofollow(parent, base, flags, 0o600)?);
-                self.data(&mut f, tar)?;
-                let t = Target::Fd(f.as_raw_fd());
-                attrs.apply(t, false)?;
-                return Ok(attrs.apply_times(t)?);
-            }
-            Type::Symlink => {
-                sys::symlink_at(&e.link, parent, base)?;
-                attrs.apply(t, true)?;
-                return Ok(attrs.apply_times(t)?);
-            }
-            Type::Char => sys::mknod_at(parent, base, libc::S_IFCHR | 0o600, rdev)?,
-            Type::Block => sys::mknod_at(parent, base, libc::S_IFBLK | 0o600, rdev)?,
-            Type::Fifo => sys::mknod_at(parent, base, libc::S_IFIFO | 0o600, 0)?,
-            Type::Dir | Type::HardLink => return Err(anyhow!("not a node type")),
-        }
-        attrs.apply(t, false)?;
-        Ok(attrs.apply_times(t)?)
-    }
-
-    fn data<R: Read>(&mut self, f: &mut File, tar: &mut TarReader<R>) -> Result<()> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+        let mut f = File::from(sys::open_nofollow(parent, base, flags, 0o600)?);
         loop {
             let n = tar.read_data(&mut self.buf)?;
             if n == 0 {
-                return Ok(());
+                break;
             }
             f.write_all(&self.buf[..n])?;
             self.stats.file_bytes += n as u64;
         }
+        let t = Target::Fd(f.as_raw_fd());
+        attrs.apply(t, false)?;
+        Ok(attrs.apply_times(t)?)
+    }
+
+    /// A device or fifo. Kept as is: layer dirs are only ever overlay lowers of containers
+    /// whose device access is the runtime's business (cgroup device rules).
+    fn node(&mut self, e: &Entry, parent: RawFd, base: &CStr, attrs: &Attrs) -> Result<()> {
+        let kind = match e.kind {
+            Type::Char => libc::S_IFCHR,
+            Type::Block => libc::S_IFBLK,
+            _ => libc::S_IFIFO,
+        };
+        sys::mknod_at(parent, base, kind | 0o600, libc::makedev(e.dev.0, e.dev.1))?;
+        let t = Target::At(parent, base);
+        attrs.apply(t, false)?;
+        Ok(attrs.apply_times(t)?)
     }
 }
 

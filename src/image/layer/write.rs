@@ -179,8 +179,16 @@ impl<W: Write> Walker<'_, W> {
     fn walk_dir(&mut self, dir: RawFd, prefix: &[u8], mirror: Option<RawFd>) -> Result<()> {
         for node in self.list(dir)? {
             let path = [prefix, &node.tar_name].concat();
-            self.node(dir, &path, &node, mirror)
-                .with_context(|| String::from_utf8_lossy(&path).into_owned())?;
+            let shown = || String::from_utf8_lossy(&path).into_owned();
+            // OCI has no way to say "a file named .wh.x": any reader would take it for a
+            // whiteout (or, for .wh..wh..opq, an opaque marker) and delete lower files.
+            if !node.whiteout && node.tar_name.starts_with(WH_PREFIX.as_bytes()) {
+                bail!(
+                    "{}: a file named {WH_PREFIX}* cannot be carried in a layer",
+                    shown()
+                );
+            }
+            self.node(dir, &path, &node, mirror).with_context(shown)?;
         }
         Ok(())
     }
