@@ -15,7 +15,8 @@ macro_rules! evil_tests {
             forged_overlay_xattr, lower_symlink_parent, lower_file_parent, long_name,
             big_pax, sparse, pax_size_mismatch, nul_name, header_only_with_data,
             trailing_garbage, symlink_then_dir, duplicate_pax_path, gnu_long_name_dotdot,
-            global_pax_path, whiteout_under_symlink, opaque_under_symlink);
+            global_pax_path, whiteout_under_symlink, opaque_under_symlink, empty_name,
+            too_many_xattrs, big_xattr);
     };
     (@each $setup:block; $($name:ident),*) => {
         $(
@@ -446,4 +447,28 @@ pub fn opaque_under_symlink() {
         .file("a/.wh..wh..opq", b"")
         .end();
     e.refuse(&t, "a/.wh..wh..opq", "symlink");
+}
+
+pub fn empty_name() {
+    let e = Env::new();
+    e.refuse(&RawTar::default().file("", b"x").end(), "", "empty name");
+}
+
+pub fn too_many_xattrs() {
+    let e = Env::new();
+    let keys: Vec<String> = (0..129)
+        .map(|i| format!("SCHILY.xattr.user.x{i}"))
+        .collect();
+    let recs: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+    let t = RawTar::default().pax(&recs).file("f", b"x").end();
+    e.refuse(&t, "PaxHeaders.0/x", "more than 128 xattrs");
+}
+
+pub fn big_xattr() {
+    let e = Env::new();
+    let t = RawTar::default()
+        .pax(&[("SCHILY.xattr.user.big", &vec![b'v'; 65537])])
+        .file("f", b"x")
+        .end();
+    e.refuse(&t, "PaxHeaders.0/x", "value over 65536 bytes");
 }

@@ -37,14 +37,11 @@ impl Lowers {
     pub fn open(paths: &[PathBuf]) -> Result<Lowers> {
         let mut roots = Vec::new();
         for p in paths {
-            let r = crate::paths::Root::open(p)
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())?;
+            let flags = libc::O_PATH | libc::O_DIRECTORY;
+            let fd = crate::paths::openat(libc::AT_FDCWD, &c, flags, 0)
                 .with_context(|| format!("lower layer {}", p.display()))?;
-            roots.push(sys::open_nofollow(
-                r.fd(),
-                c".",
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-            )?);
+            roots.push(fd);
         }
         Ok(Lowers { roots })
     }

@@ -71,7 +71,8 @@ struct Unpacker {
     opaque: BTreeSet<Vec<u8>>,
     /// `.wh.` entries, applied at the end: a whiteout never hides its own layer's entries,
     /// wherever it sits in the tar.
-    whiteouts: Vec<Vec<Vec<u8>>>,
+    /// The hidden path, and the owner and times the whiteout device gets.
+    whiteouts: Vec<(Vec<Vec<u8>>, Attrs)>,
     whited: HashSet<Vec<u8>>,
     /// Directory times, set last (their children change them). Keyed by path.
     dir_times: BTreeMap<Vec<u8>, Attrs>,
@@ -124,7 +125,8 @@ impl Unpacker {
                 let mut p = name.parent().to_vec();
                 p.push(hidden);
                 if self.whited.insert(names::join(&p)) {
-                    self.whiteouts.push(p);
+                    let attrs = self.attrs(e)?;
+                    self.whiteouts.push((p, attrs));
                 }
                 return Ok(());
             }
@@ -493,8 +495,8 @@ fn copy_file(mut from: &File, to: &mut File, buf: &mut [u8]) -> Result<()> {
 // The end of the stream: whiteouts, the root's attributes, directory times.
 impl Unpacker {
     fn finish(&mut self) -> Result<()> {
-        for p in std::mem::take(&mut self.whiteouts) {
-            self.whiteout(&p).map_err(|e| {
+        for (p, attrs) in std::mem::take(&mut self.whiteouts) {
+            self.whiteout(&p, &attrs).map_err(|e| {
                 let mut shown = p.clone();
                 if let Some(last) = shown.last_mut() {
                     last.splice(0..0, whiteout::WH_PREFIX.bytes());
@@ -518,7 +520,7 @@ impl Unpacker {
 
     /// Hide lower `p`: a 0/0 character device, or, if this layer made a directory there,
     /// that directory made opaque (the lower one was deleted, this one created).
-    fn whiteout(&mut self, p: &[Vec<u8>]) -> Result<()> {
+    fn whiteout(&mut self, p: &[Vec<u8>], attrs: &Attrs) -> Result<()> {
         for k in 0..p.len() {
             let key = names::join(&p[..k]);
             // Already hidden by an opaque dir or a non-directory of this layer.
@@ -534,7 +536,11 @@ impl Unpacker {
         let parent = self.parent(&p[..p.len() - 1])?;
         let name = sys::cname(&p[p.len() - 1])?;
         sys::mknod_at(parent.as_raw_fd(), &name, libc::S_IFCHR, 0)?;
-        Ok(())
+        // Mode 0, as overlayfs makes them; owner and times from the entry, so that a layer
+        // dir is the same whoever unpacks it, and when.
+        let t = Target::At(parent.as_raw_fd(), &name);
+        t.chown(attrs.uid, attrs.gid)?;
+        Ok(t.set_times(attrs.atime, attrs.mtime)?)
     }
 
     fn root_from_lower(&mut self) -> Result<()> {
