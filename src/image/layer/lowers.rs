@@ -3,7 +3,7 @@
 use super::attrs::Attrs;
 use super::sys::{self, Target};
 use crate::image::whiteout::{self, XattrRule};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -84,21 +84,24 @@ impl Lowers {
             }
             if let Some((_, st)) = other {
                 if here(&comps[..=k]) == Here::Missing {
-                    let what = if sys::file_type(&st) == libc::S_IFLNK {
-                        "a symlink"
-                    } else {
-                        "not a directory"
-                    };
-                    bail!(
-                        "{:?} is {what} in a lower layer",
-                        String::from_utf8_lossy(&comps[..=k].join(&b'/'))
-                    );
+                    return Err(not_a_dir(&comps[..=k], &st));
                 }
             }
             live = dirs.into_iter().map(|(d, _)| d).collect();
         }
         Ok(Found::Nothing)
     }
+}
+
+/// The error for a path whose directory, in the merged lowers, is something else.
+pub fn not_a_dir(comps: &[Vec<u8>], st: &libc::stat) -> anyhow::Error {
+    let what = if sys::file_type(st) == libc::S_IFLNK {
+        "a symlink"
+    } else {
+        "not a directory"
+    };
+    let shown = String::from_utf8_lossy(&comps.join(&b'/')).into_owned();
+    anyhow::anyhow!("{shown:?} is {what} in a lower layer")
 }
 
 type Step = (Vec<(OwnedFd, libc::stat)>, Option<(OwnedFd, libc::stat)>);

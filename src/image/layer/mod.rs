@@ -3,7 +3,7 @@
 mod attrs;
 mod copy;
 mod header;
-pub mod limits;
+mod limits;
 mod lowers;
 mod names;
 mod pax;

@@ -366,23 +366,13 @@ impl Unpacker {
     /// A directory the tar did not list: like the lower's if a lower shows one there
     /// (mode, owner, times, xattrs), else 0755 root:root.
     fn implicit_dir(&mut self, parent: RawFd, name: &CStr, comps: &[Vec<u8>]) -> Result<()> {
-        let found = self.lowers.lookup(comps, |p| self.here(p))?;
-        sys::mkdir_at(parent, name, 0o700)?;
-        let fd = sys::open_dir(parent, name)?;
-        let attrs = match found {
+        let attrs = match self.lowers.lookup(comps, |p| self.here(p))? {
             Found::Dir(lower, st) => Some(lowers::attrs_of(Target::Fd(lower.as_raw_fd()), &st)?),
             Found::Nothing => None,
-            Found::Other(_, st) if sys::file_type(&st) == libc::S_IFLNK => {
-                bail!(
-                    "{:?} is a symlink in a lower layer",
-                    String::from_utf8_lossy(&names::join(comps))
-                )
-            }
-            Found::Other(..) => bail!(
-                "{:?} is not a directory in a lower layer",
-                String::from_utf8_lossy(&names::join(comps))
-            ),
+            Found::Other(_, st) => return Err(lowers::not_a_dir(comps, &st)),
         };
+        sys::mkdir_at(parent, name, 0o700)?;
+        let fd = sys::open_dir(parent, name)?;
         let t = Target::Fd(fd.as_raw_fd());
         match attrs {
             Some(a) => {
