@@ -1487,7 +1487,9 @@ fn blkio_weight_uses_bfq_weight_when_cfq_is_absent() {
     // must refuse the weight clearly, and leave nothing behind.
     if out.stderr.contains("this host has no blkio.weight") {
         out.assert_error(&["linux.resources.blockIO.weight", "blkio.weight"]);
-        eprintln!("SKIP: this host's blkio controller has neither blkio.weight nor blkio.bfq.weight");
+        eprintln!(
+            "SKIP: this host's blkio controller has neither blkio.weight nor blkio.bfq.weight"
+        );
         return;
     }
     out.ok();

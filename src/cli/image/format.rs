@@ -83,8 +83,14 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std
     Ok(())
 }
 
+/// One table cell: line breaks and tabs become spaces (a command may span lines).
+pub fn cell(s: &str) -> String {
+    s.replace(['\n', '\t'], " ")
+}
+
 /// Cut `s` to `n` characters with "…" as docker does for long columns.
 pub fn trunc(s: &str, n: usize) -> String {
+    let s = &cell(s);
     if s.chars().count() <= n {
         return s.to_string();
     }

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::io::Write;
 
-use super::format::{ago, size, table, trunc};
+use super::format::{ago, cell, size, table, trunc};
 use super::{Ctx, LayerArgs, OutputFormat};
 use crate::image::images::{self, Image};
 use crate::image::reference::Reference;
@@ -207,11 +207,11 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> Result<i32> {
                 r.id[7..19].to_string()
             };
             let by = if a.no_trunc {
-                r.created_by.clone()
+                cell(&r.created_by)
             } else {
                 trunc(&r.created_by, 45)
             };
-            vec![id, ago(&r.created), by, size(r.size), r.comment.clone()]
+            vec![id, ago(&r.created), by, size(r.size), cell(&r.comment)]
         })
         .collect();
     table(

@@ -72,8 +72,8 @@ pub enum OutputFormat {
 /// Layer options shared by `import` and `commit`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LayerArgs {
-    /// Layer compression
-    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
+    /// Layer compression: gzip, zstd or none
+    #[arg(long, default_value = "gzip")]
     pub compression: String,
     /// Compression level (gzip 1-9, zstd 1-19)
     #[arg(long)]
