@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine: build strata, make the busybox bundle,
 # create a container, show its state, start it (it prints a greeting), show the state
-# again, delete it. Installs what it needs (libseccomp-dev, busybox-static) with apt-get.
+# again, delete it; then the image half: import busybox as an image, make a container of
+# it, run it (it changes a file), commit the change as a new image, show its history and
+# run the new image. Installs what it needs (libseccomp-dev, busybox-static) with apt-get.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -19,7 +21,14 @@ bundle="$repo/bundles/busybox"
 
 root=$(mktemp -d /tmp/strata-demo.XXXXXX)
 id=demo-$$
-trap '"$strata" --root "$root" delete --force "$id" 2>/dev/null || true; rm -rf "$root"' EXIT
+si="$(dirname "$strata")/strata-image"
+store=$root/images
+cleanup() {
+    "$strata" --root "$root" delete --force "$id" 2>/dev/null || true
+    "$si" --root "$store" --runtime-root "$root" rm -f demo-c1 >/dev/null 2>&1 || true
+    rm -rf "$root"
+}
+trap cleanup EXIT
 
 echo "== strata create $id"
 "$strata" --root "$root" create --bundle "$bundle" "$id"
@@ -37,4 +46,21 @@ echo "== strata delete $id"
 "$strata" --root "$root" list
 echo "== strata run (create + start + wait + delete in one)"
 "$strata" --root "$root" run --bundle "$bundle" "$id-run"
+
+# The image half, in a private store ($store) with the same strata state root.
+img() { "$si" --root "$store" --runtime-root "$root" "$@"; }
+echo "== strata-image import (the busybox rootfs becomes a one-layer image)"
+img import -q -c 'CMD ["sh"]' "$bundle/rootfs" busybox
+img images
+echo "== strata-image create (a bundle over the image's layers and a fresh upper dir)"
+c1=$(img create --name demo-c1 busybox sh -c 'echo "hello from a layer" > /etc/motd; cat /etc/motd' | tail -1)
+echo "bundle: $c1"
+echo "== strata run -b <bundle> demo-c1 (its root is an overlay; the change lands in its upper dir)"
+"$strata" --root "$root" run --bundle "$c1" demo-c1
+img diff demo-c1
+echo "== strata-image commit demo-c1 busybox:motd"
+img commit -q -m "add /etc/motd" -c 'CMD ["cat", "/etc/motd"]' demo-c1 busybox:motd
+img history busybox:motd
+echo "== strata-image run --rm busybox:motd (the new image, its new CMD)"
+img run --rm busybox:motd
 echo "demo: done"

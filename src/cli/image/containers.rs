@@ -63,8 +63,12 @@ pub struct CreateArgs {
 }
 
 pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
+    let named = a.p.name.is_some();
     let c = container::create(&ctx.store, &ctx.rt, &a.p.opts()?)?;
-    eprintln!("{}", c.name);
+    // stdout is the bundle path alone, for `strata run -b "$(strata-image create …)"`.
+    if !named {
+        eprintln!("{}", c.name);
+    }
     println!("{}", ctx.store.container_dir(&c.id).display());
     Ok(0)
 }
