@@ -519,3 +519,104 @@ fn concurrent_writers_do_not_lose_each_other() {
         assert!(names.contains(&want), "{want} lost: {names:?}");
     }
 }
+
+#[test]
+fn export_then_import_from_stdin_in_every_compression() {
+    let e = Env::new("roundtrip");
+    e.busybox("busybox");
+    e.si(&[
+        "run",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /hi; rm /etc/group",
+    ])
+    .ok();
+    let tar = e.dir.join("c.tar");
+    let out = e.si(&["export", "-o", tar.to_str().unwrap(), "c1"]);
+    out.ok();
+    // Piped, a long operation prints nothing but its result.
+    assert_eq!(out.stderr, "", "{out:#?}");
+    for (i, squeeze) in ["cat", "gzip -c", "zstd -q -c"].iter().enumerate() {
+        let name = format!("back{i}");
+        let cmd = format!(
+            "{squeeze} < {} | {SI} --root {} import - {name}",
+            tar.display(),
+            e.store().display()
+        );
+        let out = run_cmd(Command::new("sh").arg("-c").arg(&cmd), TIMEOUT);
+        out.ok();
+        assert_eq!(out.stderr, "", "{out:#?}");
+        let seen = e.si(&[
+            "run",
+            "--rm",
+            &name,
+            "sh",
+            "-c",
+            "cat /hi; test -e /etc/group || echo gone",
+        ]);
+        seen.ok();
+        assert_eq!(seen.stdout, "hi\ngone\n", "{squeeze}");
+    }
+    // A truncated compressed stream is an error, and nothing is left of it.
+    let before = (e.index(), e.count("blobs/sha256"), e.count("layers"));
+    let cmd = format!(
+        "gzip -c < {} | head -c 100000 | {SI} --root {} import - cut",
+        tar.display(),
+        e.store().display()
+    );
+    let out = run_cmd(Command::new("sh").arg("-c").arg(&cmd), TIMEOUT);
+    assert_fails(&out, &["truncated"]);
+    assert_eq!(
+        (e.index(), e.count("blobs/sha256"), e.count("layers")),
+        before
+    );
+}
+
+#[test]
+fn an_unknown_layer_media_type_is_named() {
+    let e = Env::new("mediatype");
+    e.busybox("busybox");
+    // Rewrite the manifest with a layer media type nobody knows, as another tool might.
+    let blobs = e.store().join("blobs/sha256");
+    let mut idx = e.index();
+    let old = idx["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let mut m: Value = serde_json::from_slice(&fs::read(blobs.join(&old[7..])).unwrap()).unwrap();
+    m["layers"][0]["mediaType"] = "application/vnd.example.layer.v1.tar+lz4".into();
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let p = e.dir.join("m.json");
+    fs::write(&p, &bytes).unwrap();
+    let hex = sha256sum(&p);
+    fs::write(blobs.join(&hex), &bytes).unwrap();
+    idx["manifests"][0]["digest"] = format!("sha256:{hex}").into();
+    idx["manifests"][0]["size"] = bytes.len().into();
+    fs::write(
+        e.store().join("index.json"),
+        serde_json::to_vec(&idx).unwrap(),
+    )
+    .unwrap();
+    // Its layer dir is gone too, so the layer would have to be read from the blob.
+    fs::remove_dir_all(e.store().join("layers")).unwrap();
+    fs::create_dir(e.store().join("layers")).unwrap();
+    assert_fails(
+        &e.si(&["create", "busybox"]),
+        &[
+            "unknown layer media type",
+            "application/vnd.example.layer.v1.tar+lz4",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_layer_dir_is_unpacked_again_from_its_blob() {
+    let e = Env::new("relayer");
+    e.busybox("busybox");
+    fs::remove_dir_all(e.store().join("layers")).unwrap();
+    fs::create_dir(e.store().join("layers")).unwrap();
+    let out = e.si(&["run", "--rm", "busybox", "cat", "/etc/passwd"]);
+    out.ok();
+    assert!(out.stdout.starts_with("root:x:0:0"), "{out:#?}");
+    assert_eq!(e.count("layers"), 1);
+}
