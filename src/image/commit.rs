@@ -11,8 +11,8 @@ use std::fs;
 use super::config::{self, History};
 use super::digest::Digest;
 use super::images;
-use super::layer::{self, Source, Times, WriteOpts};
-use super::layerblob::{self, CompressOpts};
+use super::layer::{self, Source, WriteOpts};
+use super::layerblob::{self, LayerOpts};
 use super::progress::Progress;
 use super::publish::{publish, NewImage};
 use super::reference::Reference;
@@ -28,10 +28,7 @@ pub struct CommitOpts {
     pub changes: Vec<String>,
     /// Freeze a running container while its upper dir is read (docker's default).
     pub pause: bool,
-    pub compress: CompressOpts,
-    pub times: Times,
-    pub created: String,
-    pub quiet: bool,
+    pub layer: LayerOpts,
 }
 
 /// Commit; returns the new image's ID.
@@ -57,19 +54,20 @@ pub fn commit(store: &Store, rt: &Runtime, o: &CommitOpts) -> Result<Digest> {
     let upper = store.container_dir(&c.id).join("upper");
     let new = {
         let _frozen = Frozen::new(rt, &c.name, o.pause)?;
-        let mut sink = layerblob::start(&tmp.path, &o.compress)?;
-        let progress = Progress::new("commit", None, o.quiet);
+        let mut sink = layerblob::start(&tmp.path, &o.layer.compress)?;
+        let progress = Progress::new("commit", None, o.layer.quiet);
         let opts = WriteOpts {
             source: Source::Upper,
-            times: o.times,
+            times: o.layer.times,
             copy_to: Some(layer_dir.join("diff")),
         };
         layer::write_tar(&upper, &mut sink, &opts, &mut |n| progress.inc(n))
             .with_context(|| format!("commit {}", c.name))?;
         progress.done();
-        layerblob::finish(sink, o.compress.compression)?
+        layerblob::finish(sink, o.layer.compress.compression)?
     };
-    cfg["created"] = o.created.clone().into();
+    let created = &o.layer.created;
+    cfg["created"] = created.clone().into();
     if let Some(a) = &o.author {
         cfg["author"] = a.clone().into();
     }
@@ -77,7 +75,7 @@ pub fn commit(store: &Store, rt: &Runtime, o: &CommitOpts) -> Result<Digest> {
         &mut cfg,
         &new.diff_id,
         &History {
-            created: o.created.clone(),
+            created: created.clone(),
             created_by: c.command.join(" "),
             author: o.author.clone(),
             comment: o.message.clone(),
@@ -85,7 +83,7 @@ pub fn commit(store: &Store, rt: &Runtime, o: &CommitOpts) -> Result<Digest> {
         },
     );
     for ch in &o.changes {
-        config::add_history(&mut cfg, &config::change_history(ch, &o.created));
+        config::add_history(&mut cfg, &config::change_history(ch, created));
     }
     let mut diff_ids = img.diff_ids()?;
     let parent_chain = chain_ids(&diff_ids).pop();

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::config::{self, History};
 use super::digest::Digest;
-use super::layer::{self, Source, Times, WriteOpts};
-use super::layerblob::{self, CompressOpts, LayerSink, NewLayer};
+use super::layer::{self, Source, WriteOpts};
+use super::layerblob::{self, LayerOpts, LayerSink, NewLayer};
 use super::progress::{Progress, ProgressReader};
 use super::publish::{publish, NewImage};
 use super::reference::Reference;
@@ -21,16 +21,12 @@ pub struct ImportOpts {
     pub name: Option<Reference>,
     pub changes: Vec<String>,
     pub message: Option<String>,
-    pub compress: CompressOpts,
-    pub times: Times,
-    /// `created` of the config and history (now, or the fixed timestamp).
-    pub created: String,
-    pub quiet: bool,
+    pub layer: LayerOpts,
 }
 
 /// Import; returns the new image's ID.
 pub fn import(store: &Store, o: &ImportOpts) -> Result<Digest> {
-    let mut cfg = config::empty(&o.created);
+    let mut cfg = config::empty(&o.layer.created);
     for c in &o.changes {
         config::apply_change(&mut cfg, c)?;
     }
@@ -38,14 +34,14 @@ pub fn import(store: &Store, o: &ImportOpts) -> Result<Digest> {
     let layer_dir = tmp.path.join("layer");
     let diff = layer_dir.join("diff");
     fs::create_dir_all(&diff)?;
-    let sink = layerblob::start(&tmp.path, &o.compress)?;
+    let sink = layerblob::start(&tmp.path, &o.layer.compress)?;
     let src = Path::new(&o.source);
     let sink = if o.source != "-" && src.is_dir() {
         from_dir(src, sink, &diff, o)?
     } else {
         from_tar(&o.source, sink, &diff, o)?
     };
-    let new: NewLayer = layerblob::finish(sink, o.compress.compression)?;
+    let new: NewLayer = layerblob::finish(sink, o.layer.compress.compression)?;
     let comment = o
         .message
         .clone()
@@ -54,7 +50,7 @@ pub fn import(store: &Store, o: &ImportOpts) -> Result<Digest> {
         &mut cfg,
         &new.diff_id,
         &History {
-            created: o.created.clone(),
+            created: o.layer.created.clone(),
             comment: Some(comment),
             ..Default::default()
         },
@@ -81,10 +77,10 @@ pub fn import(store: &Store, o: &ImportOpts) -> Result<Digest> {
 
 // A directory: walked once, written as a tar and copied as the layer dir in one pass.
 fn from_dir(src: &Path, mut sink: LayerSink, diff: &Path, o: &ImportOpts) -> Result<LayerSink> {
-    let progress = Progress::new("import", None, o.quiet);
+    let progress = Progress::new("import", None, o.layer.quiet);
     let opts = WriteOpts {
         source: Source::Tree,
-        times: o.times,
+        times: o.layer.times,
         copy_to: Some(diff.to_path_buf()),
     };
     layer::write_tar(src, &mut sink, &opts, &mut |n| progress.inc(n))
@@ -105,7 +101,7 @@ fn from_tar(source: &str, mut sink: LayerSink, diff: &Path, o: &ImportOpts) -> R
         }
         (Box::new(f), Some(m.len()))
     };
-    let progress = Progress::new("import", total, o.quiet);
+    let progress = Progress::new("import", total, o.layer.quiet);
     let counted = ProgressReader {
         inner: input,
         progress,

@@ -29,6 +29,16 @@ impl Default for CompressOpts {
     }
 }
 
+/// How an operation writes its new layer: compression, file times, the `created` of the
+/// config and history entry, and whether to show progress.
+#[derive(Clone, Debug)]
+pub struct LayerOpts {
+    pub compress: CompressOpts,
+    pub times: super::layer::Times,
+    pub created: String,
+    pub quiet: bool,
+}
+
 /// A layer blob written and fsynced in the operation's temp dir.
 #[derive(Debug)]
 pub struct NewLayer {

@@ -217,7 +217,6 @@ pub struct CommitArgs {
 }
 
 pub fn commit(ctx: &Ctx, a: CommitArgs) -> Result<i32> {
-    let (times, created) = a.layer.times()?;
     let id = cmt::commit(
         &ctx.store,
         &ctx.rt,
@@ -228,10 +227,7 @@ pub fn commit(ctx: &Ctx, a: CommitArgs) -> Result<i32> {
             author: a.author,
             changes: a.changes,
             pause: a.pause,
-            compress: a.layer.compress()?,
-            times,
-            created,
-            quiet: a.layer.quiet,
+            layer: a.layer.opts()?,
         },
     )?;
     println!("{id}");

@@ -29,7 +29,6 @@ pub struct ImportArgs {
 
 pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
     let name = a.name.as_deref().map(Reference::parse).transpose()?;
-    let (times, created) = a.layer.times()?;
     let id = imp::import(
         &ctx.store,
         &imp::ImportOpts {
@@ -37,10 +36,7 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
             name,
             changes: a.changes,
             message: a.message,
-            compress: a.layer.compress()?,
-            times,
-            created,
-            quiet: a.layer.quiet,
+            layer: a.layer.opts()?,
         },
     )?;
     println!("{id}");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use crate::image::compress::Compression;
 use crate::image::layer::Times;
-use crate::image::layerblob::CompressOpts;
+use crate::image::layerblob::{CompressOpts, LayerOpts};
 use crate::image::runtime::Runtime;
 use crate::image::store::{Store, DEFAULT_ROOT};
 
@@ -88,6 +88,16 @@ pub struct LayerArgs {
 }
 
 impl LayerArgs {
+    fn opts(&self) -> Result<LayerOpts> {
+        let (times, created) = self.times()?;
+        Ok(LayerOpts {
+            compress: self.compress()?,
+            times,
+            created,
+            quiet: self.quiet,
+        })
+    }
+
     fn compress(&self) -> Result<CompressOpts> {
         let c = Compression::parse(&self.compression)?;
         let level = self.level.map(|l| c.check_level(l)).transpose()?;
