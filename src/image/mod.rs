@@ -25,3 +25,4 @@ pub mod runtime;
 pub mod store;
 pub mod user;
 pub mod whiteout;
+pub mod archive;
