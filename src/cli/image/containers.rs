@@ -1,8 +1,8 @@
 //! Container verbs: create, run, ps, rm, diff, commit, export.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use super::format::{ago, table, trunc};
@@ -246,41 +246,9 @@ pub struct ExportArgs {
 }
 
 pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<i32> {
-    match &a.output {
-        Some(p) => {
-            // Into a temp file beside it, renamed when whole: never half a tar under its name.
-            let dir = p
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let name = p
-                .file_name()
-                .context("-o: not a file name")?
-                .to_string_lossy();
-            let tmp = dir.join(format!(".{name}.{}", crate::image::store::random_hex(6)));
-            let f =
-                std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-            let w = std::io::BufWriter::with_capacity(1 << 20, f);
-            let done = exp::export(&ctx.store, &ctx.rt, &a.container, w, a.quiet).and_then(|w| {
-                let f = w.into_inner().map_err(|e| e.into_error())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, p).with_context(|| format!("write {}", p.display()))
-            });
-            if done.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            done?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            if stdout.is_terminal() {
-                bail!("refusing to write a tar to a terminal: use -o FILE or redirect stdout");
-            }
-            let w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let mut w = exp::export(&ctx.store, &ctx.rt, &a.container, w, a.quiet)?;
-            w.flush()?;
-        }
-    }
+    super::archive::write_output(a.output.as_deref(), |w| {
+        exp::export(&ctx.store, &ctx.rt, &a.container, w, a.quiet).map(|_| ())
+    })?;
     Ok(0)
 }
 

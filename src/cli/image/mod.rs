@@ -1,6 +1,7 @@
 //! The `strata-image` command line: docker's and podman's verbs and flags, parsed here
 //! and handed to `crate::image`.
 
+mod archive;
 mod containers;
 pub mod format;
 mod images;
@@ -46,6 +47,8 @@ pub enum Cmd {
     Rmi(images::RmiArgs),
     /// Remove blobs, layers and temp files nothing refers to
     Gc,
+    /// Write images with all their layers and metadata as one tar
+    Save(archive::SaveArgs),
     /// Make a container from an image; prints its bundle path last
     Create(containers::CreateArgs),
     /// Make a container and run it in the foreground (exit code passed through)
@@ -152,6 +155,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Tag { source, target } => images::tag(&ctx, &source, &target),
         Cmd::Rmi(a) => images::rmi(&ctx, a),
         Cmd::Gc => images::gc(&ctx),
+        Cmd::Save(a) => archive::save(&ctx, a),
         Cmd::Create(a) => containers::create(&ctx, a),
         Cmd::Run(a) => containers::run(&ctx, a),
         Cmd::Ps(a) => containers::ps(&ctx, a),

@@ -1,0 +1,264 @@
+//! strata-image save: the hybrid archive (OCI layout + docker's manifest.json), the
+//! oci-archive, plain layers; read back by skopeo and umoci; the same bytes every time.
+
+mod common;
+
+use common::{run_cmd, test_rootfs, Output, TIMEOUT};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const SI: &str = env!("CARGO_BIN_EXE_strata-image");
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+static N: AtomicUsize = AtomicUsize::new(0);
+
+struct Env {
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!(
+            "strata-save-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Env { dir }
+    }
+
+    fn si(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(SI);
+        c.arg("--root")
+            .arg(self.dir.join("store"))
+            .arg("--runtime-root")
+            .arg(self.dir.join("rt"))
+            .env("STRATA", STRATA)
+            .args(args);
+        run_cmd(&mut c, TIMEOUT)
+    }
+
+    /// busybox, and img2 = busybox + one committed file (they share the bottom layer).
+    fn two_images(&self) {
+        self.si(&[
+            "import",
+            "-q",
+            "-c",
+            "CMD [\"sh\"]",
+            test_rootfs().to_str().unwrap(),
+            "busybox",
+        ])
+        .ok();
+        self.si(&[
+            "run",
+            "--name",
+            "c1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo changed > /changed",
+        ])
+        .ok();
+        self.si(&["commit", "-q", "c1", "img2"]).ok();
+        self.si(&["rm", "c1"]).ok();
+    }
+
+    fn save(&self, file: &str, args: &[&str]) -> PathBuf {
+        let p = self.dir.join(file);
+        let mut a = vec!["save", "-q", "-o", p.to_str().unwrap()];
+        a.extend_from_slice(args);
+        self.si(&a).ok();
+        p
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sh(cmd: &str) -> Output {
+    let out = run_cmd(Command::new("sh").arg("-c").arg(cmd), TIMEOUT);
+    out.ok();
+    out
+}
+
+fn member(tar: &Path, name: &str) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(tar)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} missing from {}",
+        tar.display()
+    );
+    out.stdout
+}
+
+fn members(tar: &Path) -> Vec<String> {
+    sh(&format!("tar -tf {}", tar.display()))
+        .stdout
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_hybrid_archive_is_read_as_docker_and_as_oci() {
+    let e = Env::new("hybrid");
+    e.two_images();
+    let tar = e.save("a.tar", &["busybox", "img2"]);
+    let names = members(&tar);
+    for want in [
+        "oci-layout",
+        "index.json",
+        "manifest.json",
+        "repositories",
+        "blobs/sha256/",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    // The shared bottom layer is in the archive once; every blob is named by its digest.
+    let blobs: Vec<&String> = names.iter().filter(|n| n.len() == 13 + 64).collect();
+    let mut uniq = blobs.clone();
+    uniq.dedup();
+    assert_eq!(blobs.len(), uniq.len());
+    let x = e.dir.join("x");
+    fs::create_dir(&x).unwrap();
+    sh(&format!("tar -xf {} -C {}", tar.display(), x.display()));
+    for b in &blobs {
+        let sum = sh(&format!("sha256sum {}", x.join(b).display())).stdout;
+        assert_eq!(&sum[..64], &b[13..], "{b}");
+    }
+    // docker's view: manifest.json points at the same compressed blobs.
+    let m: Value = serde_json::from_slice(&member(&tar, "manifest.json")).unwrap();
+    assert_eq!(m[0]["RepoTags"], serde_json::json!(["busybox:latest"]));
+    assert_eq!(m[1]["Layers"].as_array().unwrap().len(), 2);
+    assert_eq!(m[0]["Layers"][0], m[1]["Layers"][0]);
+    let out = sh(&format!(
+        "skopeo inspect docker-archive:{}:img2:latest",
+        tar.display()
+    ));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+    // OCI's view, by skopeo and umoci.
+    let out = sh(&format!(
+        "skopeo inspect oci-archive:{}:img2:latest",
+        tar.display()
+    ));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+    sh(&format!(
+        "umoci unpack --image {}:img2:latest {}",
+        x.display(),
+        e.dir.join("unpacked").display()
+    ));
+    assert_eq!(
+        fs::read_to_string(e.dir.join("unpacked/rootfs/changed")).unwrap(),
+        "changed\n"
+    );
+}
+
+#[test]
+fn the_same_images_give_the_same_bytes() {
+    let e = Env::new("repro");
+    e.two_images();
+    let a = fs::read(e.save("a.tar", &["img2", "busybox"])).unwrap();
+    let b = fs::read(e.save("b.tar", &["img2", "busybox"])).unwrap();
+    assert!(a == b, "two saves differ");
+    // Piped to stdout, the same bytes again.
+    let out = Command::new(SI)
+        .arg("--root")
+        .arg(e.dir.join("store"))
+        .args(["save", "img2", "busybox"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout == a, "stdout differs from -o");
+}
+
+#[test]
+fn oci_archive_and_plain_layers() {
+    let e = Env::new("formats");
+    e.two_images();
+    let oci = e.save("oci.tar", &["--format", "oci-archive", "img2"]);
+    let names = members(&oci);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "manifest.json" || n == "repositories"),
+        "{names:?}"
+    );
+    sh(&format!(
+        "skopeo inspect oci-archive:{}:img2:latest",
+        oci.display()
+    ));
+    // --uncompressed: each layer is the plain tar, named by its diff ID.
+    let plain = e.save("plain.tar", &["--uncompressed", "img2"]);
+    let x = e.dir.join("px");
+    fs::create_dir(&x).unwrap();
+    sh(&format!("tar -xf {} -C {}", plain.display(), x.display()));
+    let idx: Value = serde_json::from_slice(&fs::read(x.join("index.json")).unwrap()).unwrap();
+    let md = idx["manifests"][0]["digest"].as_str().unwrap();
+    let m: Value =
+        serde_json::from_slice(&fs::read(x.join("blobs/sha256").join(&md[7..])).unwrap()).unwrap();
+    let cfg: Value = serde_json::from_slice(
+        &fs::read(
+            x.join("blobs/sha256")
+                .join(&m["config"]["digest"].as_str().unwrap()[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (l, diff) in m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(cfg["rootfs"]["diff_ids"].as_array().unwrap())
+    {
+        assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar");
+        assert_eq!(&l["digest"], diff);
+        let f = x
+            .join("blobs/sha256")
+            .join(&l["digest"].as_str().unwrap()[7..]);
+        sh(&format!("tar -tf {} >/dev/null", f.display()));
+    }
+    sh(&format!(
+        "skopeo inspect docker-archive:{}:img2:latest",
+        plain.display()
+    ));
+}
+
+#[test]
+fn saving_an_unknown_image_writes_nothing() {
+    let e = Env::new("unknown");
+    e.two_images();
+    let p = e.dir.join("out.tar");
+    let out = e.si(&["save", "-o", p.to_str().unwrap(), "busybox", "nope:1"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no such image: nope:1"), "{out:#?}");
+    let left: Vec<_> = fs::read_dir(&e.dir)
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name())
+        .collect();
+    assert!(
+        !p.exists()
+            && !left
+                .iter()
+                .any(|n| n.to_string_lossy().starts_with(".out.tar")),
+        "{left:?}"
+    );
+    let out = e.si(&["save", "--format", "zip", "busybox"]);
+    assert!(
+        out.stderr.contains("unknown archive format \"zip\""),
+        "{out:#?}"
+    );
+}
