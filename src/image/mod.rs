@@ -2,6 +2,7 @@
 //!
 //! It runs containers only through the `strata` binary, as podman runs runc.
 
+pub mod archive;
 pub mod bundle;
 pub mod commit;
 pub mod compress;
@@ -25,4 +26,3 @@ pub mod runtime;
 pub mod store;
 pub mod user;
 pub mod whiteout;
-pub mod archive;
