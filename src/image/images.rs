@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::digest::Digest;
 use super::oci::{Descriptor, Manifest};
@@ -107,6 +107,42 @@ pub fn diff_ids(config: &Value) -> Result<Vec<Digest>> {
     Ok(ids)
 }
 
+/// Every image of the store that loads and verifies, once per manifest; a broken one
+/// is passed over (it is no reason to fail an operation about another image).
+fn loadable(store: &Store) -> Vec<Image> {
+    let Ok(idx) = store.load_index() else {
+        return vec![];
+    };
+    let mut seen = HashSet::new();
+    idx.manifests
+        .iter()
+        .filter(|d| seen.insert(d.digest.clone()))
+        .filter_map(|d| Image::load(store, d).ok())
+        .collect()
+}
+
+/// (layer blob digest, diff ID) of every layer of every image in the store: a blob the
+/// store already pairs with a diff ID (made by import or commit, or checked by load)
+/// need not be decompressed again to prove it.
+pub fn layer_blobs(store: &Store) -> HashSet<(Digest, Digest)> {
+    let mut out = HashSet::new();
+    for img in loadable(store) {
+        let Ok(ids) = img.diff_ids() else { continue };
+        for (l, id) in img.manifest.layers.iter().zip(ids) {
+            out.insert((l.digest.clone(), id));
+        }
+    }
+    out
+}
+
+/// A manifest of the image `id` (a config digest) in the store with all its layer blobs.
+pub fn manifest_of(store: &Store, id: &Digest) -> Option<Descriptor> {
+    loadable(store)
+        .into_iter()
+        .find(|i| i.id() == id && i.manifest.layers.iter().all(|l| store.has_blob(&l.digest)))
+        .map(|i| i.manifest_desc)
+}
+
 /// Every image in the store, one per manifest, with all its names.
 pub fn list(store: &Store) -> Result<Vec<Image>> {
     let idx = store.load_index()?;
@@ -155,10 +191,14 @@ pub fn find(store: &Store, key: &str) -> Result<Image> {
         && hex.len() <= 64
         && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
-        let hits: Vec<&Image> = all
+        let mut hits: Vec<&Image> = all
             .iter()
             .filter(|i| i.id().hex().starts_with(hex))
             .collect();
+        // Manifests of one config (a docker-archive and an oci-archive of the same image,
+        // loaded both) are one image ID: the named one answers for it.
+        hits.sort_by_key(|i| (i.id().clone(), i.names.is_empty()));
+        hits.dedup_by_key(|i| i.id().clone());
         match hits.as_slice() {
             [i] => return Ok((*i).clone()),
             [] => {}

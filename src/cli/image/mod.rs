@@ -63,6 +63,8 @@ pub enum Cmd {
     Commit(containers::CommitArgs),
     /// Write a container's whole filesystem as one tar
     Export(containers::ExportArgs),
+    /// Load images from a docker-archive, an oci-archive or an OCI layout directory
+    Load(archive::LoadArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -163,5 +165,6 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Diff(a) => containers::diff(&ctx, a),
         Cmd::Commit(a) => containers::commit(&ctx, a),
         Cmd::Export(a) => containers::export(&ctx, a),
+        Cmd::Load(a) => archive::load(&ctx, a),
     }
 }

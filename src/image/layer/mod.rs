@@ -7,7 +7,7 @@ mod limits;
 mod lowers;
 mod names;
 mod pax;
-mod reader;
+pub(crate) mod reader;
 mod sys;
 mod unpack;
 mod write;

@@ -46,6 +46,8 @@ pub struct Entry {
 
 pub struct TarReader<R: Read> {
     r: R,
+    /// What the errors call the stream and its entries.
+    label: Label,
     /// Data bytes of the current entry not read yet, then its padding.
     left: u64,
     pad: u64,
@@ -67,18 +69,40 @@ impl Pending {
     }
 }
 
-/// The error for entry `name` (shown whole up to 256 bytes).
+/// How errors name the stream and an entry of it: a layer's, or an image archive's.
+#[derive(Clone, Copy)]
+pub struct Label {
+    pub stream: &'static str,
+    pub entry: &'static str,
+}
+
+pub const LAYER: Label = Label {
+    stream: "layer tar",
+    entry: "layer entry",
+};
+
+/// The error for entry `name` of a layer (shown whole up to 256 bytes).
 pub fn entry_error(name: &[u8], msg: impl std::fmt::Display) -> anyhow::Error {
+    labeled_error(LAYER, name, msg)
+}
+
+fn labeled_error(label: Label, name: &[u8], msg: impl std::fmt::Display) -> anyhow::Error {
     const SHOWN: usize = 256;
     let shown = String::from_utf8_lossy(&name[..name.len().min(SHOWN)]).into_owned();
     let more = if name.len() > SHOWN { "..." } else { "" };
-    anyhow!("layer entry {shown:?}{more}: {msg}")
+    anyhow!("{} {shown:?}{more}: {msg}", label.entry)
 }
 
 impl<R: Read> TarReader<R> {
     pub fn new(r: R) -> TarReader<R> {
+        TarReader::with_label(r, LAYER)
+    }
+
+    /// A reader whose errors call the stream and its entries `label`.
+    pub fn with_label(r: R, label: Label) -> TarReader<R> {
         TarReader {
             r,
+            label,
             left: 0,
             pad: 0,
             pos: 0,
@@ -86,7 +110,7 @@ impl<R: Read> TarReader<R> {
     }
 
     fn at(&self, msg: impl std::fmt::Display) -> anyhow::Error {
-        anyhow!("layer tar at byte {}: {msg}", self.pos)
+        anyhow!("{} at byte {}: {msg}", self.label.stream, self.pos)
     }
 
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -159,13 +183,13 @@ impl<R: Read> TarReader<R> {
             let size = num(&h.as_old().size, || h.entry_size()).map_err(|e| self.at(e))?;
             let flag = h.as_old().linkflag[0];
             if !matches!(flag, b'x' | b'g' | b'L' | b'K') {
-                let e = entry(h, size, pending)?;
+                let e = entry(h, size, pending, self.label)?;
                 self.left = e.size;
                 self.pad = (BLOCK - e.size % BLOCK) % BLOCK;
                 return Ok(Some(e));
             }
             self.extension(flag, size, &mut pending)
-                .map_err(|e| entry_error(&h.path_bytes(), format!("{e:#}")))?;
+                .map_err(|e| labeled_error(self.label, &h.path_bytes(), format!("{e:#}")))?;
         }
     }
 
@@ -287,14 +311,14 @@ fn check_header(h: &Header) -> Result<()> {
 }
 
 // Fold the extension headers into the entry and check that the encodings agree.
-fn entry(h: &Header, ustar_size: u64, p: Pending) -> Result<Entry> {
+fn entry(h: &Header, ustar_size: u64, p: Pending, label: Label) -> Result<Entry> {
     let pax = p.pax.unwrap_or_default();
     let path = match (p.long_name, pax.path) {
         (Some(_), Some(_)) => bail!("an entry with both a GNU long name and a PAX path"),
         (Some(n), None) | (None, Some(n)) => n,
         (None, None) => h.path_bytes().into_owned(),
     };
-    let fail = |msg: String| entry_error(&path, msg);
+    let fail = |msg: String| labeled_error(label, &path, msg);
     let link = match (p.long_link, pax.linkpath) {
         (Some(_), Some(_)) => return Err(fail("both a GNU long link and a PAX linkpath".into())),
         (Some(l), None) | (None, Some(l)) => l,

@@ -48,18 +48,32 @@ impl BlobWriter {
 
     /// Flush and fsync: after this the bytes are on disk under their digest's name-to-be.
     pub fn finish(self) -> Result<TempBlob> {
+        let b = self.finish_unsynced()?;
+        b.sync()?;
+        Ok(b)
+    }
+
+    /// Flush only: the caller fsyncs (`TempBlob::sync`) before publishing, off its
+    /// critical path (`load` syncs while it unpacks).
+    pub fn finish_unsynced(self) -> Result<TempBlob> {
         let (digest, size, buf) = self.w.finish();
-        let f = buf
-            .into_inner()
+        buf.into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("write {}", self.path.display()))?;
-        f.sync_all()
-            .with_context(|| format!("fsync {}", self.path.display()))?;
         Ok(TempBlob {
             digest,
             size,
             path: self.path,
         })
+    }
+}
+
+impl TempBlob {
+    /// fsync the blob's file.
+    pub fn sync(&self) -> Result<()> {
+        fs::File::open(&self.path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("fsync {}", self.path.display()))
     }
 }
 

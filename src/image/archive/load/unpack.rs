@@ -1,0 +1,413 @@
+//! The layers of an archive verified and unpacked in parallel: each layer's decompressor
+//! feeds its unpacker through a bounded channel, hashing the diff ID on the way, and
+//! layers whose lowers are ready (bottom layers, lowers in the store) run side by side.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Condvar, Mutex};
+
+use super::plan::ImagePlan;
+use crate::image::compress::{self, Compression};
+use crate::image::digest::{Digest, HashReader};
+use crate::image::layer::{self, UnpackOpts};
+use crate::image::progress::Progress;
+use crate::image::store::layers::LayerInfo;
+use crate::image::store::Store;
+
+/// Decompressed bytes per message, and messages in flight per layer.
+const CHUNK: usize = 1 << 20;
+const DEPTH: usize = 4;
+
+/// A layer dir made here (a dir holding `diff/`), ready to publish.
+pub struct NewLayerDir {
+    pub dir: PathBuf,
+    pub info: LayerInfo,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Action {
+    /// In the store already, and its blob known to have this diff ID (or uncompressed,
+    /// so its digest, checked as it was read, is the diff ID).
+    Nothing,
+    /// In the store already: decompress only, to check the diff ID.
+    Verify,
+    Unpack,
+}
+
+/// One layer of the archive: a chain ID's, shared by the images that have it; or another
+/// blob claiming that chain's diff ID, only to be verified.
+struct Node<'a> {
+    plan: &'a super::plan::LayerPlan,
+    parent: Option<usize>,
+    action: Action,
+}
+
+/// Verify every layer of `images` and unpack those the store lacks into `tmp/layers/`.
+/// `known` pairs (blob digest, diff ID) of the store's own images. Returns the new layer
+/// dirs, every lower before its uppers.
+pub fn unpack_all(
+    store: &Store,
+    tmp: &Path,
+    images: &[ImagePlan],
+    known: &HashSet<(Digest, Digest)>,
+    quiet: bool,
+) -> Result<Vec<NewLayerDir>> {
+    let nodes = nodes(store, images, known);
+    let todo: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].action != Action::Nothing)
+        .collect();
+    let total = todo.iter().map(|&i| nodes[i].plan.blob.size).sum();
+    let progress = Progress::new("unpack", Some(total), quiet);
+    let root = tmp.join("layers");
+    fs::create_dir_all(&root)?;
+    let dir = |i: usize| root.join(nodes[i].plan.chain_id.hex());
+    let sizes = run(&nodes, &todo, &|i| {
+        let n = &nodes[i];
+        let (diff_id, size) = match n.action {
+            Action::Unpack => {
+                fs::create_dir_all(dir(i).join("diff"))?;
+                let lowers = lowers(store, &nodes, i, &dir);
+                unpack_layer(&n.plan.blob.path, &dir(i).join("diff"), lowers, &progress)
+            }
+            _ => hash_layer(&n.plan.blob.path, &progress),
+        }
+        .with_context(|| n.plan.what.clone())?;
+        if diff_id != n.plan.diff_id {
+            bail!(
+                "{}: its content has diff ID {diff_id}, the config says {}",
+                n.plan.what,
+                n.plan.diff_id
+            );
+        }
+        Ok(size)
+    })?;
+    progress.done();
+    Ok(nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.action == Action::Unpack)
+        .map(|(i, n)| NewLayerDir {
+            dir: dir(i),
+            info: LayerInfo {
+                diff_id: n.plan.diff_id.clone(),
+                chain_id: n.plan.chain_id.clone(),
+                parent: n.parent.map(|p| nodes[p].plan.chain_id.clone()),
+                size: sizes[&i],
+            },
+        })
+        .collect())
+}
+
+/// One node per distinct chain ID, parents first, each with what it needs; and a
+/// `Verify` node for each other blob that claims a chain's diff ID (two images may hold
+/// one layer compressed two ways: each blob must prove its diff ID).
+fn nodes<'a>(
+    store: &Store,
+    images: &'a [ImagePlan],
+    known: &HashSet<(Digest, Digest)>,
+) -> Vec<Node<'a>> {
+    let mut out: Vec<Node> = Vec::new();
+    let mut by_chain: HashMap<&Digest, usize> = HashMap::new();
+    // (blob, diff ID) pairs proven, or to be proven by a node.
+    let mut proven: HashSet<(Digest, Digest)> = known.clone();
+    for img in images {
+        let mut parent = None;
+        for l in &img.layers {
+            let pair = (l.blob.digest.clone(), l.diff_id.clone());
+            // An uncompressed blob's digest is its diff ID: the plan checked it.
+            let free = l.blob.compression == Compression::None || proven.contains(&pair);
+            proven.insert(pair);
+            let action = match by_chain.get(&l.chain_id) {
+                Some(&i) => {
+                    parent = Some(i);
+                    if !free {
+                        out.push(Node {
+                            plan: l,
+                            parent: None,
+                            action: Action::Verify,
+                        });
+                    }
+                    continue;
+                }
+                None if store.layer_info(&l.chain_id).is_none() => Action::Unpack,
+                None if free => Action::Nothing,
+                None => Action::Verify,
+            };
+            by_chain.insert(&l.chain_id, out.len());
+            out.push(Node {
+                plan: l,
+                parent,
+                action,
+            });
+            parent = Some(out.len() - 1);
+        }
+    }
+    out
+}
+
+/// The diff dirs below node `i`, top-most first: made here, or the store's.
+fn lowers(store: &Store, nodes: &[Node], i: usize, dir: &dyn Fn(usize) -> PathBuf) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut p = nodes[i].parent;
+    while let Some(j) = p {
+        out.push(match nodes[j].action {
+            Action::Unpack => dir(j).join("diff"),
+            _ => store.layer_diff(&nodes[j].plan.chain_id),
+        });
+        p = nodes[j].parent;
+    }
+    out
+}
+
+// ---- the scheduler ----------------------------------------------------------------------
+
+struct State {
+    ready: VecDeque<usize>,
+    /// Nodes waiting for each node to be unpacked.
+    waiting: HashMap<usize, Vec<usize>>,
+    left: usize,
+    running: usize,
+    done: HashMap<usize, u64>,
+    failed: Option<anyhow::Error>,
+}
+
+/// Run `work` on every node of `todo` on a pool of threads, an unpack only once the
+/// layer below it (if made here) is done; the first error stops the rest.
+fn run(
+    nodes: &[Node],
+    todo: &[usize],
+    work: &(dyn Fn(usize) -> Result<u64> + Sync),
+) -> Result<HashMap<usize, u64>> {
+    let mut st = State {
+        ready: VecDeque::new(),
+        waiting: HashMap::new(),
+        left: todo.len(),
+        running: 0,
+        done: HashMap::new(),
+        failed: None,
+    };
+    for &i in todo {
+        match nodes[i].parent {
+            Some(p) if nodes[i].action == Action::Unpack && nodes[p].action == Action::Unpack => {
+                st.waiting.entry(p).or_default().push(i)
+            }
+            _ => st.ready.push_back(i),
+        }
+    }
+    let shared = (Mutex::new(st), Condvar::new());
+    let workers = compress::default_threads().min(todo.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| worker(&shared, work));
+        }
+    });
+    let st = shared
+        .0
+        .into_inner()
+        .map_err(|_| anyhow!("a worker panicked"))?;
+    if let Some(e) = st.failed {
+        return Err(e);
+    }
+    if st.left != 0 {
+        bail!("{} layers were never unpacked", st.left);
+    }
+    Ok(st.done)
+}
+
+fn worker(shared: &(Mutex<State>, Condvar), work: &(dyn Fn(usize) -> Result<u64> + Sync)) {
+    let (lock, cv) = shared;
+    let Ok(mut st) = lock.lock() else { return };
+    loop {
+        if st.failed.is_some() || st.left == 0 {
+            break;
+        }
+        let Some(i) = st.ready.pop_front() else {
+            if st.running == 0 {
+                break; // nothing runs that could make more ready: `run` reports it
+            }
+            st = match cv.wait(st) {
+                Ok(g) => g,
+                Err(_) => return,
+            };
+            continue;
+        };
+        st.running += 1;
+        drop(st);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
+            .unwrap_or_else(|_| Err(anyhow!("a layer worker panicked")));
+        st = match lock.lock() {
+            Ok(g) => g,
+            Err(_) => return,
+        };
+        st.running -= 1;
+        match r {
+            Ok(size) => {
+                st.left -= 1;
+                st.done.insert(i, size);
+                let next = st.waiting.remove(&i).unwrap_or_default();
+                st.ready.extend(next);
+            }
+            Err(e) => {
+                st.failed.get_or_insert(e);
+            }
+        }
+        cv.notify_all();
+    }
+    cv.notify_all();
+}
+
+// ---- one layer --------------------------------------------------------------------------
+
+/// Unpack the blob at `path` into the empty `diff` over `lowers`: a decompressor thread
+/// hashes the tar (the diff ID) and hands it on in chunks. Returns (diff ID, tar size).
+fn unpack_layer(
+    path: &Path,
+    diff: &Path,
+    lowers: Vec<PathBuf>,
+    progress: &Progress,
+) -> Result<(Digest, u64)> {
+    std::thread::scope(|s| {
+        let (tx, rx) = sync_channel(DEPTH);
+        let (spare_tx, spare_rx) = channel();
+        let dec = s.spawn(move || decode(path, progress, tx, spare_rx));
+        let unpacked = layer::unpack(Chunks::new(rx, spare_tx), diff, &UnpackOpts { lowers });
+        let decoded = dec
+            .join()
+            .map_err(|_| anyhow!("the decompressor thread panicked"))?;
+        // The unpacker's error first: it names the entry, and carries the decoder's.
+        unpacked?;
+        Ok(decoded?)
+    })
+}
+
+/// Only the diff ID of a layer (its dir exists): decompress and hash.
+fn hash_layer(path: &Path, progress: &Progress) -> Result<(Digest, u64)> {
+    let mut h = HashReader::new(open_tar(path, progress)?);
+    io::copy(&mut h, &mut io::sink())?;
+    let (d, n, _) = h.finish();
+    Ok((d, n))
+}
+
+/// The layer's tar stream (gzip, zstd or plain, by its first bytes), counting the blob's
+/// bytes into the progress bar.
+fn open_tar<'a>(path: &Path, progress: &'a Progress) -> io::Result<Box<dyn Read + 'a>> {
+    let f = fs::File::open(path)?;
+    let counted = Counted { inner: f, progress };
+    compress::decoder(BufReader::with_capacity(CHUNK, counted))
+}
+
+fn decode(
+    path: &Path,
+    progress: &Progress,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+) -> io::Result<(Digest, u64)> {
+    let mut h = match open_tar(path, progress) {
+        Ok(r) => HashReader::new(r),
+        Err(e) => return Err(pass_on(e, &tx)),
+    };
+    loop {
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        let n = match fill(&mut h, &mut buf) {
+            Ok(n) => n,
+            Err(e) => return Err(pass_on(e, &tx)),
+        };
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        if tx.send(Ok(buf)).is_err() {
+            return Err(io::Error::other("the unpacker stopped reading"));
+        }
+    }
+    let (d, n, _) = h.finish();
+    Ok((d, n))
+}
+
+/// Send the error to the unpacker (which reports it) and keep a copy.
+fn pass_on(e: io::Error, tx: &SyncSender<io::Result<Vec<u8>>>) -> io::Error {
+    let copy = io::Error::new(e.kind(), e.to_string());
+    let _ = tx.send(Err(e));
+    copy
+}
+
+/// Read until `buf` is full or the stream ends.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// The unpacker's side of the channel: chunks read in order, emptied ones sent back.
+struct Chunks {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    spare: Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    failed: bool,
+}
+
+impl Chunks {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>, spare: Sender<Vec<u8>>) -> Chunks {
+        Chunks {
+            rx,
+            spare,
+            cur: Vec::new(),
+            pos: 0,
+            failed: false,
+        }
+    }
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.failed {
+                return Err(io::Error::other("the layer stream failed"));
+            }
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let used = std::mem::replace(&mut self.cur, next);
+                    let _ = self.spare.send(used);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+                // The decompressor is done (or died: its result says which).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A reader that adds what passes through it to a progress bar.
+struct Counted<'a, R> {
+    inner: R,
+    progress: &'a Progress,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
