@@ -262,3 +262,34 @@ fn saving_an_unknown_image_writes_nothing() {
         "{out:#?}"
     );
 }
+
+#[test]
+fn save_load_save_gives_the_same_bytes() {
+    let e = Env::new("roundtrip");
+    e.two_images();
+    for (file, args) in [
+        ("a.tar", vec!["img2", "busybox"]),
+        (
+            "oci.tar",
+            vec!["--format", "oci-archive", "img2", "busybox"],
+        ),
+        ("plain.tar", vec!["--uncompressed", "img2", "busybox"]),
+    ] {
+        let first = e.save(file, &args);
+        let back = Env::new("roundtrip-back");
+        let out = back.si(&["load", "-q", "-i", first.to_str().unwrap()]);
+        out.ok();
+        assert_eq!(
+            out.stdout, "Loaded image: img2:latest\nLoaded image: busybox:latest\n",
+            "{file}"
+        );
+        let again = back.save(file, &args);
+        assert!(
+            fs::read(&first).unwrap() == fs::read(&again).unwrap(),
+            "{file}: save → load → save changed the bytes"
+        );
+        let seen = back.si(&["run", "--rm", "img2", "cat", "/changed"]);
+        seen.ok();
+        assert_eq!(seen.stdout, "changed\n");
+    }
+}

@@ -49,6 +49,8 @@ pub enum Cmd {
     Gc,
     /// Write images with all their layers and metadata as one tar
     Save(archive::SaveArgs),
+    /// Load images from a docker-archive, an oci-archive or an OCI layout directory
+    Load(archive::LoadArgs),
     /// Make a container from an image; prints its bundle path last
     Create(containers::CreateArgs),
     /// Make a container and run it in the foreground (exit code passed through)
@@ -63,8 +65,6 @@ pub enum Cmd {
     Commit(containers::CommitArgs),
     /// Write a container's whole filesystem as one tar
     Export(containers::ExportArgs),
-    /// Load images from a docker-archive, an oci-archive or an OCI layout directory
-    Load(archive::LoadArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
