@@ -115,11 +115,27 @@ expect_eq "the image ID is the config's digest, whatever the archive" "$MARKED_I
 
 echo "== podman save"
 mkdir -p "$WORKDIR"/{pstorage,prunroot,ptmp}
+# podman runs containers with strata (a private --root through a wrapper), and pins the
+# rlimits it gives them to what it may set here (no CAP_SYS_RESOURCE: see podman.sh).
+printf '#!/bin/sh\nexec "%s" --root "%s" "$@"\n' "$STRATA" "$WORKDIR/prt" >"$WORKDIR/prt-strata"
+chmod 0755 "$WORKDIR/prt-strata"
+nofile=$(ulimit -Hn)
+nproc=$(ulimit -Hu)
+[ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+[ "$nofile" = unlimited ] && nofile=1048576
 cat >"$WORKDIR/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+netns = "none"
+
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$WORKDIR/ptmp/events.log"
+runtime = "strata"
+
+[engine.runtimes]
+strata = ["$WORKDIR/prt-strata"]
 EOF
 cat >"$WORKDIR/storage.conf" <<EOF
 [storage]
@@ -155,6 +171,7 @@ esac
 
 echo "== docker save"
 mkdir -p "$CD" "$DD" "$DOCKER_CONFIG"
+echo "{}" >"$DOCKER_CONFIG/config.json" # podman reads it too (auth), and wants it to exist
 cat >"$CD/config.toml" <<EOF
 version = 2
 root = "$CD/root"
@@ -175,6 +192,7 @@ dockerd --config-file "$DD/daemon.json" --containerd "$CD/containerd.sock" \
     --data-root "$DD/data" --exec-root "$DD/exec" --pidfile "$DD/docker.pid" -H "$DOCKER_HOST" \
     --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
     --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs \
+    --add-runtime "strata=$STRATA" --default-runtime strata \
     >"$WORKDIR/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
 d() { timeout 120 "$DOCKER" "$@"; }
@@ -193,10 +211,58 @@ expect_eq "docker save: docker's image ID is ours" \
 check "docker save | gzip on stdin" bash -c "gzip -c '$WORKDIR/docker.tar' | '$SI' load | grep -qx 'Loaded image: strata-it/other:v2'"
 
 # ---- ours → theirs ------------------------------------------------------------------
+# A change committed here, saved, then read and run by docker, podman and containerd, and
+# read by skopeo and umoci: each must see /ours on top of the two layers it came with.
 ours_to_theirs() {
-    # save → docker load, podman load, skopeo copy, ctr import, umoci unpack: added with
-    # `strata-image save` (the other half of the issue).
-    :
+    echo "== strata-image save → docker, podman, containerd, skopeo, umoci"
+    local want="from strata" bundle
+    bundle=$("$SI" create --name ours-c strata-it/marked:v1 sh -c 'echo "from strata" >/ours' 2>/dev/null)
+    "$STRATA" --root "$STRATA_RUNTIME_ROOT" run -b "$bundle" ours-c >/dev/null 2>&1
+    check "the change is committed" "$SI" commit -q -m ours ours-c strata-it/ours:v1
+    check "save (hybrid)" "$SI" save -q -o "$WORKDIR/ours.tar" strata-it/ours:v1 strata-it/marked:v1
+    check "save --format oci-archive" "$SI" save -q --format oci-archive -o "$WORKDIR/ours-oci.tar" strata-it/ours:v1
+    check "save --uncompressed" "$SI" save -q --uncompressed -o "$WORKDIR/ours-plain.tar" strata-it/ours:v1
+
+    check "docker load of ours" bash -c "timeout 120 '$DOCKER' load -i '$WORKDIR/ours.tar' | grep -q 'Loaded image: strata-it/ours:v1'"
+    expect_eq "docker run of ours sees the change" "$want" \
+        "$(d run --rm --network none strata-it/ours:v1 cat /ours 2>&1)"
+    expect_eq "docker's image ID is ours" "$("$SI" inspect strata-it/ours:v1 | jq -r '.[0].Id')" \
+        "$(d image inspect -f '{{.Id}}' strata-it/ours:v1)"
+    d rmi -f strata-it/ours:v1 >/dev/null 2>&1
+    check "docker load of ours, plain layers" bash -c "timeout 120 '$DOCKER' load -i '$WORKDIR/ours-plain.tar' | grep -q 'strata-it/ours:v1'"
+    expect_eq "docker run of that sees the change" "$want" \
+        "$(d run --rm --network none strata-it/ours:v1 cat /ours 2>&1)"
+
+    check "podman load of ours (hybrid)" "$PM" load -q -i "$WORKDIR/ours.tar"
+    expect_eq "podman run of ours sees the change" "$want" \
+        "$("$PM" run --rm strata-it/ours:v1 cat /ours 2>&1 | tail -1)"
+    "$PM" rmi -f strata-it/ours:v1 >/dev/null 2>&1
+    check "podman load of ours (oci-archive)" "$PM" load -q -i "$WORKDIR/ours-oci.tar"
+    expect_eq "podman run of that sees the change" "$want" \
+        "$("$PM" run --rm strata-it/ours:v1 cat /ours 2>&1 | tail -1)"
+
+    local C=(timeout 120 ctr --address "$CD/containerd.sock" -n strata-it)
+    check "ctr image import of ours" "${C[@]}" images import "$WORKDIR/ours.tar"
+    expect_eq "ctr run of ours sees the change" "$want" \
+        "$("${C[@]}" run --rm --runc-binary "$STRATA" --runc-root "$WORKDIR/ctr-rt" \
+            docker.io/strata-it/ours:v1 ours-ctr cat /ours </dev/null 2>&1)"
+
+    check "skopeo inspect docker-archive: of ours" \
+        bash -c "skopeo inspect 'docker-archive:$WORKDIR/ours.tar:strata-it/ours:v1' | jq -e '.Layers | length == 3'"
+    check "skopeo inspect oci-archive: of ours" \
+        bash -c "skopeo inspect 'oci-archive:$WORKDIR/ours-oci.tar:strata-it/ours:v1' | jq -e '.Layers | length == 3'"
+    check "skopeo copy docker-archive: → oci:" \
+        skopeo copy -q "docker-archive:$WORKDIR/ours.tar:strata-it/ours:v1" "oci:$WORKDIR/copied:ours"
+    check "skopeo copy oci-archive: → oci:" \
+        skopeo copy -q "oci-archive:$WORKDIR/ours-oci.tar:strata-it/ours:v1" "oci:$WORKDIR/copied:ours-oci"
+    check "umoci unpack of skopeo's copy" umoci unpack --image "$WORKDIR/copied:ours" "$WORKDIR/ours-unpacked"
+    expect_eq "its tree has the change" "$want" "$(cat "$WORKDIR/ours-unpacked/rootfs/ours" 2>&1)"
+    mkdir -p "$WORKDIR/ours-layout" && tar -xf "$WORKDIR/ours.tar" -C "$WORKDIR/ours-layout"
+    check "umoci unpack of the extracted archive" \
+        umoci unpack --image "$WORKDIR/ours-layout:strata-it/ours:v1" "$WORKDIR/ours-unpacked2"
+    expect_eq "its tree has the change" "$want" "$(cat "$WORKDIR/ours-unpacked2/rootfs/ours" 2>&1)"
+    "$SI" rm -f ours-c >/dev/null 2>&1
+    "$SI" rmi strata-it/ours:v1 >/dev/null
 }
 ours_to_theirs
 
