@@ -40,6 +40,16 @@ pub fn save(ctx: &Ctx, a: SaveArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A pipe holds 64 KiB: with 1 MiB writes, we and the reader would take turns. 1 MiB
+/// lets both run (export into `| cat` went from ~1.0 s to ~0.7 s for 560 MB).
+fn grow_pipe(out: &std::io::Stdout) {
+    use std::os::fd::AsRawFd;
+    let fd = out.as_raw_fd();
+    if crate::paths::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO) {
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20) };
+    }
+}
+
 /// Write a tar to `-o FILE` (a temp file beside it, renamed when whole: never half a tar
 /// under its name) or to stdout (refused when it is a terminal).
 pub fn write_output<F>(output: Option<&Path>, write: F) -> Result<()>
@@ -51,6 +61,7 @@ where
         if stdout.is_terminal() {
             bail!("refusing to write a tar to a terminal: use -o FILE or redirect stdout");
         }
+        grow_pipe(&stdout);
         let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         write(&mut w)?;
         w.flush()?;
