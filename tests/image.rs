@@ -4,102 +4,19 @@
 
 mod common;
 
-use common::{run_cmd, test_rootfs, Output, TIMEOUT};
+use common::store::{assert_fails, StoreEnv as Env, SI};
+use common::{run_cmd, test_rootfs, TIMEOUT};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-const SI: &str = env!("CARGO_BIN_EXE_strata-image");
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-
-static N: AtomicUsize = AtomicUsize::new(0);
-
-/// A private store and runtime root, removed (containers first) when dropped.
-struct Env {
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!(
-            "strata-image-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Env { dir }
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.join("store")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(SI);
-        c.arg("--root")
-            .arg(self.store())
-            .arg("--runtime-root")
-            .arg(self.dir.join("rt"))
-            .env("STRATA", STRATA)
-            .env_remove("SOURCE_DATE_EPOCH");
-        c
-    }
-
-    fn si(&self, args: &[&str]) -> Output {
-        run_cmd(self.cmd().args(args), TIMEOUT)
-    }
-
-    /// Import the busybox test rootfs as `name`.
-    fn busybox(&self, name: &str) -> String {
-        let out = self.si(&[
-            "import",
-            "-q",
-            "-c",
-            "CMD [\"sh\"]",
-            test_rootfs().to_str().unwrap(),
-            name,
-        ]);
-        out.ok();
-        out.stdout.trim().to_string()
-    }
-
-    fn index(&self) -> Value {
-        serde_json::from_slice(&fs::read(self.store().join("index.json")).unwrap()).unwrap()
-    }
-
-    fn count(&self, sub: &str) -> usize {
-        fs::read_dir(self.store().join(sub)).map_or(0, |d| d.count())
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let out = self.si(&["ps", "-a", "-q"]);
-        for id in out.lines() {
-            let _ = self.si(&["rm", "-f", id]);
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn sha256sum(p: &Path) -> String {
     let out = run_cmd(Command::new("sha256sum").arg(p), TIMEOUT);
     out.ok();
     out.stdout.split_whitespace().next().unwrap().to_string()
-}
-
-#[track_caller]
-fn assert_fails(out: &Output, needles: &[&str]) {
-    assert_ne!(out.code, 0, "{}: expected a failure: {out:#?}", out.what);
-    assert!(out.stderr.starts_with("strata-image: "), "{out:#?}");
-    for n in needles {
-        assert!(out.stderr.contains(n), "error lacks {n:?}: {out:#?}");
-    }
 }
 
 #[test]
@@ -619,4 +536,24 @@ fn a_missing_layer_dir_is_unpacked_again_from_its_blob() {
     out.ok();
     assert!(out.stdout.starts_with("root:x:0:0"), "{out:#?}");
     assert_eq!(e.count("layers"), 1);
+}
+
+#[test]
+fn the_same_container_name_in_two_stores_runs_side_by_side() {
+    // The name is the runtime ID; the cgroup must not be named after it, or the second
+    // container would land in the first one's cgroup (and be refused).
+    let (a, b) = (Env::new("twin-a"), Env::new("twin-b"));
+    a.busybox("busybox");
+    b.busybox("busybox");
+    let mut c = a.cmd();
+    c.args(["run", "--rm", "--name", "twin", "busybox", "sleep", "3"]);
+    let first = common::Running::spawn(&mut c);
+    assert!(
+        common::wait_until(TIMEOUT, || a.si(&["ps"]).stdout.contains("running")),
+        "the first twin never ran"
+    );
+    let out = b.si(&["run", "--rm", "--name", "twin", "busybox", "echo", "ok"]);
+    out.ok();
+    assert_eq!(out.stdout, "ok\n");
+    first.wait(TIMEOUT).ok();
 }

@@ -3,82 +3,37 @@
 
 mod common;
 
-use common::{run_cmd, test_rootfs, Output, TIMEOUT};
+use common::store::{StoreEnv as Env, SI};
+use common::{run_cmd, Output, TIMEOUT};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-const SI: &str = env!("CARGO_BIN_EXE_strata-image");
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-static N: AtomicUsize = AtomicUsize::new(0);
-
-struct Env {
-    dir: PathBuf,
+/// busybox, and img2 = busybox + one committed file (they share the bottom layer).
+fn two_images(e: &Env) {
+    e.busybox("busybox");
+    e.si(&[
+        "run",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo changed > /changed",
+    ])
+    .ok();
+    e.si(&["commit", "-q", "c1", "img2"]).ok();
+    e.si(&["rm", "c1"]).ok();
 }
 
-impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!(
-            "strata-save-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Env { dir }
-    }
-
-    fn si(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(SI);
-        c.arg("--root")
-            .arg(self.dir.join("store"))
-            .arg("--runtime-root")
-            .arg(self.dir.join("rt"))
-            .env("STRATA", STRATA)
-            .args(args);
-        run_cmd(&mut c, TIMEOUT)
-    }
-
-    /// busybox, and img2 = busybox + one committed file (they share the bottom layer).
-    fn two_images(&self) {
-        self.si(&[
-            "import",
-            "-q",
-            "-c",
-            "CMD [\"sh\"]",
-            test_rootfs().to_str().unwrap(),
-            "busybox",
-        ])
-        .ok();
-        self.si(&[
-            "run",
-            "--name",
-            "c1",
-            "busybox",
-            "sh",
-            "-c",
-            "echo changed > /changed",
-        ])
-        .ok();
-        self.si(&["commit", "-q", "c1", "img2"]).ok();
-        self.si(&["rm", "c1"]).ok();
-    }
-
-    fn save(&self, file: &str, args: &[&str]) -> PathBuf {
-        let p = self.dir.join(file);
-        let mut a = vec!["save", "-q", "-o", p.to_str().unwrap()];
-        a.extend_from_slice(args);
-        self.si(&a).ok();
-        p
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+/// `save -q -o DIR/FILE ARGS…`; the file.
+fn save(e: &Env, file: &str, args: &[&str]) -> PathBuf {
+    let p = e.dir.join(file);
+    let mut a = vec!["save", "-q", "-o", p.to_str().unwrap()];
+    a.extend_from_slice(args);
+    e.si(&a).ok();
+    p
 }
 
 fn sh(cmd: &str) -> Output {
@@ -113,8 +68,8 @@ fn members(tar: &Path) -> Vec<String> {
 #[test]
 fn the_hybrid_archive_is_read_as_docker_and_as_oci() {
     let e = Env::new("hybrid");
-    e.two_images();
-    let tar = e.save("a.tar", &["busybox", "img2"]);
+    two_images(&e);
+    let tar = save(&e, "a.tar", &["busybox", "img2"]);
     let names = members(&tar);
     for want in [
         "oci-layout",
@@ -169,9 +124,9 @@ fn the_hybrid_archive_is_read_as_docker_and_as_oci() {
 #[test]
 fn the_same_images_give_the_same_bytes() {
     let e = Env::new("repro");
-    e.two_images();
-    let a = fs::read(e.save("a.tar", &["img2", "busybox"])).unwrap();
-    let b = fs::read(e.save("b.tar", &["img2", "busybox"])).unwrap();
+    two_images(&e);
+    let a = fs::read(save(&e, "a.tar", &["img2", "busybox"])).unwrap();
+    let b = fs::read(save(&e, "b.tar", &["img2", "busybox"])).unwrap();
     assert!(a == b, "two saves differ");
     // Piped to stdout, the same bytes again.
     let out = Command::new(SI)
@@ -187,8 +142,8 @@ fn the_same_images_give_the_same_bytes() {
 #[test]
 fn oci_archive_and_plain_layers() {
     let e = Env::new("formats");
-    e.two_images();
-    let oci = e.save("oci.tar", &["--format", "oci-archive", "img2"]);
+    two_images(&e);
+    let oci = save(&e, "oci.tar", &["--format", "oci-archive", "img2"]);
     let names = members(&oci);
     assert!(
         !names
@@ -201,7 +156,7 @@ fn oci_archive_and_plain_layers() {
         oci.display()
     ));
     // --uncompressed: each layer is the plain tar, named by its diff ID.
-    let plain = e.save("plain.tar", &["--uncompressed", "img2"]);
+    let plain = save(&e, "plain.tar", &["--uncompressed", "img2"]);
     let x = e.dir.join("px");
     fs::create_dir(&x).unwrap();
     sh(&format!("tar -xf {} -C {}", plain.display(), x.display()));
@@ -239,7 +194,7 @@ fn oci_archive_and_plain_layers() {
 #[test]
 fn saving_an_unknown_image_writes_nothing() {
     let e = Env::new("unknown");
-    e.two_images();
+    two_images(&e);
     let p = e.dir.join("out.tar");
     let out = e.si(&["save", "-o", p.to_str().unwrap(), "busybox", "nope:1"]);
     assert_ne!(out.code, 0);
@@ -266,7 +221,7 @@ fn saving_an_unknown_image_writes_nothing() {
 #[test]
 fn save_load_save_gives_the_same_bytes() {
     let e = Env::new("roundtrip");
-    e.two_images();
+    two_images(&e);
     for (file, args) in [
         ("a.tar", vec!["img2", "busybox"]),
         (
@@ -275,7 +230,7 @@ fn save_load_save_gives_the_same_bytes() {
         ),
         ("plain.tar", vec!["--uncompressed", "img2", "busybox"]),
     ] {
-        let first = e.save(file, &args);
+        let first = save(&e, file, &args);
         let back = Env::new("roundtrip-back");
         let out = back.si(&["load", "-q", "-i", first.to_str().unwrap()]);
         out.ok();
@@ -283,7 +238,7 @@ fn save_load_save_gives_the_same_bytes() {
             out.stdout, "Loaded image: img2:latest\nLoaded image: busybox:latest\n",
             "{file}"
         );
-        let again = back.save(file, &args);
+        let again = save(&back, file, &args);
         assert!(
             fs::read(&first).unwrap() == fs::read(&again).unwrap(),
             "{file}: save → load → save changed the bytes"

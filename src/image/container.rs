@@ -46,6 +46,9 @@ pub fn create(store: &Store, rt: &Runtime, o: &CreateOpts) -> Result<Container> 
         &Layers { lowers },
         &name[..name.len().min(63)],
     )?;
+    // The runtime ID is the name, which another store (or strata root) may use too; the
+    // cgroup is named after the ID, unique everywhere, as docker's /docker/<id>.
+    spec["linux"]["cgroupsPath"] = format!("/strata-image/{id}").into();
     let annotations = spec["annotations"]
         .as_object_mut()
         .expect("configure made it");

@@ -1,6 +1,8 @@
 //! Shared helpers: the busybox rootfs, per-test sandboxes, strata runs with deadlines, leftover checks.
 #![allow(dead_code)]
 
+pub mod store;
+
 use serde_json::{json, Value};
 use std::fs::{self, File};
 use std::io::{Read, Seek};

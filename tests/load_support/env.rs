@@ -3,91 +3,46 @@
 //! the store and everything around it as they were).
 
 use super::*;
-use crate::common::{run_cmd, test_rootfs, Output, Running, TIMEOUT};
+use crate::common::{test_rootfs, Output, Running, TIMEOUT};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-pub const SI: &str = env!("CARGO_BIN_EXE_strata-image");
-pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+pub use crate::common::store::{unique, StoreEnv as Env};
 
-static N: AtomicUsize = AtomicUsize::new(0);
-
-/// A private store and runtime root, removed (containers first) when dropped.
-pub struct Env {
-    pub dir: PathBuf,
+/// What tests/load.rs asks of a store beyond the shared ones.
+pub trait LoadEnv {
+    /// Write `members` as a tar file and `load -i` it.
+    fn load(&self, members: &[Member]) -> Output;
+    fn load_bytes(&self, bytes: &[u8]) -> Output;
+    /// `load` with the bytes on stdin.
+    fn load_stdin(&self, bytes: &[u8]) -> Output;
+    /// What must not change when a load fails.
+    fn snapshot(&self) -> (Vec<u8>, usize, usize, String);
+    fn layer_dir(&self, chain: &str) -> PathBuf;
 }
 
-impl Env {
-    pub fn new(tag: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!(
-            "strata-load-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Env { dir }
-    }
-
-    pub fn store(&self) -> PathBuf {
-        self.dir.join("store")
-    }
-
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::new(SI);
-        c.arg("--root")
-            .arg(self.store())
-            .arg("--runtime-root")
-            .arg(self.dir.join("rt"))
-            .env("STRATA", STRATA);
-        c
-    }
-
-    pub fn si(&self, args: &[&str]) -> Output {
-        run_cmd(self.cmd().args(args), TIMEOUT)
-    }
-
-    /// Write `members` as a tar file and `load -i` it.
-    pub fn load(&self, members: &[Member]) -> Output {
+impl LoadEnv for Env {
+    fn load(&self, members: &[Member]) -> Output {
         self.load_bytes(&tar(members))
     }
 
-    pub fn load_bytes(&self, bytes: &[u8]) -> Output {
-        let p = self
-            .dir
-            .join(format!("a{}.tar", N.fetch_add(1, Ordering::Relaxed)));
+    fn load_bytes(&self, bytes: &[u8]) -> Output {
+        let p = self.dir.join(format!("a{}.tar", unique()));
         fs::write(&p, bytes).unwrap();
         self.si(&["load", "-i", p.to_str().unwrap()])
     }
 
-    /// `load` with the bytes on stdin.
-    pub fn load_stdin(&self, bytes: &[u8]) -> Output {
-        let p = self
-            .dir
-            .join(format!("s{}.tar", N.fetch_add(1, Ordering::Relaxed)));
+    fn load_stdin(&self, bytes: &[u8]) -> Output {
+        let p = self.dir.join(format!("s{}.tar", unique()));
         fs::write(&p, bytes).unwrap();
         let mut c = self.cmd();
         c.arg("load");
         Running::spawn_stdin(&mut c, Stdio::from(fs::File::open(&p).unwrap())).wait(TIMEOUT)
     }
 
-    pub fn run(&self, image: &str, cmd: &[&str]) -> String {
-        let mut args = vec!["run", "--rm", image];
-        args.extend_from_slice(cmd);
-        let out = self.si(&args);
-        out.ok();
-        out.stdout
-    }
-
-    pub fn count(&self, sub: &str) -> usize {
-        fs::read_dir(self.store().join(sub)).map_or(0, |d| d.count())
-    }
-
-    /// What must not change when a load fails.
-    pub fn snapshot(&self) -> (Vec<u8>, usize, usize, String) {
+    fn snapshot(&self) -> (Vec<u8>, usize, usize, String) {
         let images = self.si(&["images", "-a"]);
         images.ok();
         (
@@ -98,18 +53,8 @@ impl Env {
         )
     }
 
-    pub fn layer_dir(&self, chain: &str) -> PathBuf {
+    fn layer_dir(&self, chain: &str) -> PathBuf {
         self.store().join("layers").join(hex(chain)).join("diff")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let out = self.si(&["ps", "-a", "-q"]);
-        for id in out.lines() {
-            let _ = self.si(&["rm", "-f", id]);
-        }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
