@@ -116,16 +116,13 @@ expect_eq "the image ID is the config's digest, whatever the archive" "$MARKED_I
 echo "== podman save"
 mkdir -p "$WORKDIR"/{pstorage,prunroot,ptmp}
 # podman runs containers with strata (a private --root through a wrapper), and pins the
-# rlimits it gives them to what it may set here (no CAP_SYS_RESOURCE: see podman.sh).
+# rlimits it gives them to what it may set here (see podman_ulimits in lib/common.sh).
 printf '#!/bin/sh\nexec "%s" --root "%s" "$@"\n' "$STRATA" "$WORKDIR/prt" >"$WORKDIR/prt-strata"
 chmod 0755 "$WORKDIR/prt-strata"
-nofile=$(ulimit -Hn)
-nproc=$(ulimit -Hu)
-[ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
-[ "$nofile" = unlimited ] && nofile=1048576
+podman_ulimits
 cat >"$WORKDIR/containers.conf" <<EOF
 [containers]
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+$PODMAN_ULIMITS
 netns = "none"
 
 [engine]

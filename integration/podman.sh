@@ -84,16 +84,10 @@ exec "$RT_BIN" --root "$RTROOT" "\$@"
 EOF
 chmod 0755 "$WORKDIR/runtime"
 
-# podman lowers its own RLIMIT_NPROC to 32768 (and cannot raise NOFILE past the hard
-# limit without CAP_SYS_RESOURCE); its default container rlimits (1048576) would need
-# that capability, so pin them to what the runtime will inherit.
-nofile=$(ulimit -Hn)
-nproc=$(ulimit -Hu)
-[ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
-[ "$nofile" = unlimited ] && nofile=1048576
+podman_ulimits
 cat >"$WORKDIR/containers.conf" <<EOF
 [containers]
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+$PODMAN_ULIMITS
 netns = "none"
 
 [engine]

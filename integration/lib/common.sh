@@ -89,6 +89,18 @@ build_image() {
         skopeo copy -q "oci:$layout:latest" "docker-archive:$IMAGE_DOCKER_TAR:busybox:latest"
 }
 
+# podman lowers its own RLIMIT_NPROC to 32768 (and cannot raise NOFILE past the hard
+# limit without CAP_SYS_RESOURCE); its default container rlimits (1048576) would need
+# that capability. Sets $nofile and $nproc to what the runtime will inherit, and
+# $PODMAN_ULIMITS to the containers.conf line that pins them.
+podman_ulimits() {
+    nofile=$(ulimit -Hn)
+    nproc=$(ulimit -Hu)
+    [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+    [ "$nofile" = unlimited ] && nofile=1048576
+    PODMAN_ULIMITS="default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
+}
+
 # Processes, mounts or cgroups whose name contains $1.
 leftovers() {
     local pat=$1
