@@ -22,6 +22,7 @@ pub mod oci;
 pub mod progress;
 pub mod publish;
 pub mod reference;
+pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod user;

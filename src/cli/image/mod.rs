@@ -5,6 +5,7 @@ mod archive;
 mod containers;
 pub mod format;
 mod images;
+mod registry;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -65,6 +66,14 @@ pub enum Cmd {
     Commit(containers::CommitArgs),
     /// Write a container's whole filesystem as one tar
     Export(containers::ExportArgs),
+    /// Download an image from a registry
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
+    /// Save credentials for a registry (checked against it first)
+    Login(registry::LoginArgs),
+    /// Forget the credentials for a registry
+    Logout(registry::LogoutArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -141,6 +150,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
+    // Credentials only: no store is opened (or made).
+    let cmd = match cli.cmd {
+        Cmd::Login(a) => return registry::login(a),
+        Cmd::Logout(a) => return registry::logout(a),
+        cmd => cmd,
+    };
     let root = cli
         .root
         .or_else(|| env("STRATA_IMAGE_ROOT"))
@@ -149,7 +164,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         store: Store::open(&root)?,
         rt: Runtime::locate(cli.runtime_root.or_else(|| env("STRATA_RUNTIME_ROOT"))),
     };
-    match cli.cmd {
+    match cmd {
         Cmd::Import(a) => images::import(&ctx, a),
         Cmd::Images(a) => images::images(&ctx, a),
         Cmd::History(a) => images::history(&ctx, a),
@@ -166,5 +181,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Commit(a) => containers::commit(&ctx, a),
         Cmd::Export(a) => containers::export(&ctx, a),
         Cmd::Load(a) => archive::load(&ctx, a),
+        Cmd::Pull(a) => registry::pull(&ctx, a),
+        Cmd::Push(a) => registry::push(&ctx, a),
+        Cmd::Login(_) | Cmd::Logout(_) => unreachable!("handled before the store is opened"),
     }
 }

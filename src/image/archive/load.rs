@@ -10,7 +10,7 @@ pub mod members;
 pub mod plan;
 pub mod read;
 pub mod sources;
-mod unpack;
+pub mod unpack;
 
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;

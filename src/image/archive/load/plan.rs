@@ -24,8 +24,8 @@ pub const MAX_IMAGES: usize = 10_000;
 /// The most layers one image may have: overlayfs stacks at most 500 lowers.
 pub const MAX_LAYERS: usize = 500;
 /// Indexes within indexes followed (docker's containerd store nests one).
-const MAX_NESTING: usize = 4;
-const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MAX_NESTING: usize = 4;
+pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const INDEX_JSON: &str = "index.json";
 
 /// One image of the archive, verified but for the diff IDs of compressed layers (those
@@ -125,7 +125,7 @@ fn oci_images(m: &mut dyn Members, bytes: &[u8]) -> Result<Vec<ImagePlan>> {
 
 /// An index's own mediaType, if it states one, must be what its descriptor said, and it
 /// must not also read as a manifest (CVE-2021-41190).
-fn check_index(idx: &Index, claimed: &str) -> Result<()> {
+pub fn check_index(idx: &Index, claimed: &str) -> Result<()> {
     if let Some(inner) = &idx.media_type {
         if inner != claimed {
             bail!("index mediaType {inner:?} does not match its descriptor's {claimed:?}");
@@ -439,7 +439,7 @@ fn agree(mut oci: Vec<ImagePlan>, docker: Vec<ImagePlan>) -> Result<Vec<ImagePla
 
 /// The config's diff IDs, after checking it: a JSON object whose own mediaType (if it
 /// states one) is its descriptor's, with layers as its rootfs and a history that agrees.
-fn check_config(bytes: &[u8], claimed: &str) -> Result<Vec<Digest>> {
+pub fn check_config(bytes: &[u8], claimed: &str) -> Result<Vec<Digest>> {
     let v: Value = json::parse(bytes)?;
     if !v.is_object() {
         bail!("not a JSON object");
@@ -457,7 +457,7 @@ fn check_config(bytes: &[u8], claimed: &str) -> Result<Vec<Digest>> {
 
 /// Layers paired with the config's diff IDs; an uncompressed layer's digest is its diff
 /// ID, checked now.
-fn layer_plans(
+pub fn layer_plans(
     what: &str,
     layers: Vec<(Member, String)>,
     diff_ids: &[Digest],

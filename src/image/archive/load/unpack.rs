@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Condvar, Mutex};
 
-use super::plan::ImagePlan;
+use super::plan::{ImagePlan, LayerPlan};
 use crate::image::compress::{self, Compression};
 use crate::image::digest::{Digest, HashReader};
 use crate::image::layer::{self, UnpackOpts};
@@ -41,9 +41,39 @@ enum Action {
 /// One layer of the archive: a chain ID's, shared by the images that have it; or another
 /// blob claiming that chain's diff ID, only to be verified.
 struct Node<'a> {
-    plan: &'a super::plan::LayerPlan,
+    plan: &'a LayerPlan,
     parent: Option<usize>,
     action: Action,
+}
+
+/// Where the layers' blobs come from, and who hears how each layer goes: the archive's
+/// files for `load`; for `pull`, downloads still arriving or the store's own blobs.
+pub trait Blobs: Sync {
+    /// The layer's blob from its first byte (the reader may wait for bytes to arrive,
+    /// and ends only once the whole blob is there and verified).
+    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// A layer's work starts or ends.
+    fn event(&self, _l: &LayerPlan, _e: Event) {}
+}
+
+/// What happens to one layer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Event {
+    /// In the store with a proven blob: nothing to do.
+    Present,
+    /// Unpacking starts (`true`), or only the diff ID is checked (`false`).
+    Start(bool),
+    /// Unpacked or checked.
+    Done,
+}
+
+/// The archive's blobs, in the temp dir already.
+struct Files;
+
+impl Blobs for Files {
+    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(fs::File::open(&l.blob.path)?))
+    }
 }
 
 /// Verify every layer of `images` and unpack those the store lacks into `tmp/layers/`.
@@ -56,10 +86,34 @@ pub fn unpack_all(
     known: &HashSet<(Digest, Digest)>,
     quiet: bool,
 ) -> Result<Vec<NewLayerDir>> {
+    unpack_with(store, tmp, images, known, &Files, quiet)
+}
+
+/// Which layers of `image` need their blob (to unpack it, or to prove its diff ID); the
+/// others are in the store with a blob known to be theirs.
+pub fn needed(store: &Store, image: &ImagePlan, known: &HashSet<(Digest, Digest)>) -> Vec<bool> {
+    nodes(store, std::slice::from_ref(image), known)
+        .iter()
+        .map(|n| n.action != Action::Nothing)
+        .collect()
+}
+
+/// `unpack_all` over blobs from `blobs`.
+pub fn unpack_with(
+    store: &Store,
+    tmp: &Path,
+    images: &[ImagePlan],
+    known: &HashSet<(Digest, Digest)>,
+    blobs: &dyn Blobs,
+    quiet: bool,
+) -> Result<Vec<NewLayerDir>> {
     let nodes = nodes(store, images, known);
     let todo: Vec<usize> = (0..nodes.len())
         .filter(|&i| nodes[i].action != Action::Nothing)
         .collect();
+    for n in nodes.iter().filter(|n| n.action == Action::Nothing) {
+        blobs.event(n.plan, Event::Present);
+    }
     let total = todo.iter().map(|&i| nodes[i].plan.blob.size).sum();
     let progress = Progress::new("unpack", Some(total), quiet);
     let root = tmp.join("layers");
@@ -67,14 +121,18 @@ pub fn unpack_all(
     let dir = |i: usize| root.join(nodes[i].plan.chain_id.hex());
     let sizes = run(&nodes, &todo, &|i| {
         let n = &nodes[i];
-        let (diff_id, size) = match n.action {
-            Action::Unpack => {
+        let unpack = n.action == Action::Unpack;
+        blobs.event(n.plan, Event::Start(unpack));
+        let (diff_id, size) = (|| {
+            let blob = blobs.open(n.plan)?;
+            if unpack {
                 fs::create_dir_all(dir(i).join("diff"))?;
                 let lowers = lowers(store, &nodes, i, &dir);
-                unpack_layer(&n.plan.blob.path, &dir(i).join("diff"), lowers, &progress)
+                unpack_layer(blob, &dir(i).join("diff"), lowers, &progress)
+            } else {
+                hash_layer(blob, &progress)
             }
-            _ => hash_layer(&n.plan.blob.path, &progress),
-        }
+        })()
         .with_context(|| n.plan.what.clone())?;
         if diff_id != n.plan.diff_id {
             bail!(
@@ -83,6 +141,7 @@ pub fn unpack_all(
                 n.plan.diff_id
             );
         }
+        blobs.event(n.plan, Event::Done);
         Ok(size)
     })?;
     progress.done();
@@ -262,10 +321,10 @@ fn worker(shared: &(Mutex<State>, Condvar), work: &(dyn Fn(usize) -> Result<u64>
 
 // ---- one layer --------------------------------------------------------------------------
 
-/// Unpack the blob at `path` into the empty `diff` over `lowers`: a decompressor thread
-/// hashes the tar (the diff ID) and hands it on in chunks. Returns (diff ID, tar size).
+/// Unpack `blob` into the empty `diff` over `lowers`: a decompressor thread hashes the
+/// tar (the diff ID) and hands it on in chunks. Returns (diff ID, tar size).
 fn unpack_layer(
-    path: &Path,
+    blob: Box<dyn Read + Send + '_>,
     diff: &Path,
     lowers: Vec<PathBuf>,
     progress: &Progress,
@@ -273,7 +332,7 @@ fn unpack_layer(
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel(DEPTH);
         let (spare_tx, spare_rx) = channel();
-        let dec = s.spawn(move || decode(path, progress, tx, spare_rx));
+        let dec = s.spawn(move || decode(blob, progress, tx, spare_rx));
         let unpacked = layer::unpack(Chunks::new(rx, spare_tx), diff, &UnpackOpts { lowers });
         let decoded = dec
             .join()
@@ -285,8 +344,8 @@ fn unpack_layer(
 }
 
 /// Only the diff ID of a layer (its dir exists): decompress and hash.
-fn hash_layer(path: &Path, progress: &Progress) -> Result<(Digest, u64)> {
-    let mut h = HashReader::new(open_tar(path, progress)?);
+fn hash_layer(blob: Box<dyn Read + Send + '_>, progress: &Progress) -> Result<(Digest, u64)> {
+    let mut h = HashReader::new(open_tar(blob, progress)?);
     io::copy(&mut h, &mut io::sink())?;
     let (d, n, _) = h.finish();
     Ok((d, n))
@@ -294,19 +353,24 @@ fn hash_layer(path: &Path, progress: &Progress) -> Result<(Digest, u64)> {
 
 /// The layer's tar stream (gzip, zstd or plain, by its first bytes), counting the blob's
 /// bytes into the progress bar.
-fn open_tar<'a>(path: &Path, progress: &'a Progress) -> io::Result<Box<dyn Read + 'a>> {
-    let f = fs::File::open(path)?;
-    let counted = Counted { inner: f, progress };
+fn open_tar<'a>(
+    blob: Box<dyn Read + Send + 'a>,
+    progress: &'a Progress,
+) -> io::Result<Box<dyn Read + 'a>> {
+    let counted = Counted {
+        inner: blob,
+        progress,
+    };
     compress::decoder(BufReader::with_capacity(CHUNK, counted))
 }
 
 fn decode(
-    path: &Path,
+    blob: Box<dyn Read + Send + '_>,
     progress: &Progress,
     tx: SyncSender<io::Result<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
 ) -> io::Result<(Digest, u64)> {
-    let mut h = match open_tar(path, progress) {
+    let mut h = match open_tar(blob, progress) {
         Ok(r) => HashReader::new(r),
         Err(e) => return Err(pass_on(e, &tx)),
     };

@@ -1,0 +1,522 @@
+//! The connection to one registry: TLS (the system's CAs, a cert dir, or unverified),
+//! plain HTTP for localhost and `--tls-verify=false`, the `WWW-Authenticate` dance, and
+//! errors that name the registry; oci-client speaks the distribution API over it.
+
+use anyhow::{anyhow, bail, Context, Result};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::RegistryOperation;
+use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::auth::{self, Creds};
+
+const USER_AGENT: &str = concat!("strata-image/", env!("CARGO_PKG_VERSION"));
+/// docker's default registry, and the host its API lives on.
+pub const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A registry silent this long mid-transfer is taken for dead.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How to reach registries: from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct ConnOpts {
+    /// `Some(false)`: no certificate check, and plain HTTP if the registry speaks no TLS.
+    /// `None`: verified, but localhost may speak plain HTTP (as docker allows).
+    pub tls_verify: Option<bool>,
+    /// CA certificates (`*.crt`) to trust besides the system's, as docker's certs.d.
+    pub cert_dir: Option<PathBuf>,
+    /// The credentials file to read and write instead of docker's and podman's.
+    pub authfile: Option<PathBuf>,
+}
+
+/// How `/v2/` answered without credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    None,
+    Basic,
+    /// A token service: realm and service from the header.
+    Bearer {
+        realm: String,
+        service: String,
+    },
+}
+
+/// One registry, reached and probed.
+pub struct Conn {
+    /// As the user named it: `127.0.0.1:5000`, `docker.io`.
+    pub registry: String,
+    /// Where its API is: `registry-1.docker.io` for docker.io.
+    pub host: String,
+    pub scheme: &'static str,
+    pub challenge: Challenge,
+    pub http: reqwest::Client,
+    pub oci: oci_client::Client,
+    rt: tokio::runtime::Runtime,
+    authfile: Option<PathBuf>,
+}
+
+/// A repository of the registry, with the credentials that opened it.
+pub struct Repo<'a> {
+    pub conn: &'a Conn,
+    /// `library/busybox`.
+    pub path: String,
+    /// For oci-client's calls: this repository (its tag is never used).
+    pub oref: oci_client::Reference,
+    /// The Authorization header of our own requests.
+    pub authz: Option<HeaderValue>,
+    /// Where the credentials came from, for errors.
+    pub creds_from: Option<PathBuf>,
+}
+
+impl Conn {
+    /// Reach `registry` and learn how it wants to be authenticated.
+    pub fn open(registry: &str, o: &ConnOpts) -> Result<Conn> {
+        install_crypto();
+        let host = if registry == DOCKER_HUB {
+            DOCKER_HUB_HOST.to_string()
+        } else {
+            registry.to_string()
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("start the network runtime")?;
+        let insecure = o.tls_verify == Some(false);
+        let certs = ca_certs(registry, o.cert_dir.as_deref())?;
+        let http = http_client(insecure, &certs)?;
+        let (scheme, challenge) = rt.block_on(probe(&http, registry, &host, insecure))?;
+        let protocol = match scheme {
+            "http" => ClientProtocol::HttpsExcept(vec![host.clone()]),
+            _ => ClientProtocol::Https,
+        };
+        let oci = oci_client::Client::try_from(ClientConfig {
+            protocol,
+            accept_invalid_certificates: insecure,
+            extra_root_certificates: certs
+                .into_iter()
+                .map(|data| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data,
+                })
+                .collect(),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
+            ..Default::default()
+        })
+        .map_err(|e| anyhow!("{registry}: {e}"))?;
+        Ok(Conn {
+            registry: registry.to_string(),
+            host,
+            scheme,
+            challenge,
+            http,
+            oci,
+            rt,
+            authfile: o.authfile.clone(),
+        })
+    }
+
+    /// Run a future of the network side to its end.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.rt.handle()
+    }
+
+    /// `scheme://host`.
+    pub fn base(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+
+    /// Open repository `path` for `op`, with the saved credentials for it if any.
+    pub fn repo(&self, path: &str, op: RegistryOperation) -> Result<Repo<'_>> {
+        let creds = auth::lookup(&self.registry, path, self.authfile.as_deref())?;
+        self.repo_as(path, op, creds)
+    }
+
+    /// Open repository `path` for `op` with `creds`: a token fetched if the registry
+    /// wants one (each request then carries it), or basic credentials.
+    pub fn repo_as(
+        &self,
+        path: &str,
+        op: RegistryOperation,
+        creds: Option<Creds>,
+    ) -> Result<Repo<'_>> {
+        let oref = oci_client::Reference::with_tag(
+            self.registry.clone(),
+            path.to_string(),
+            "latest".into(),
+        );
+        let creds_from = creds.as_ref().map(|c| c.from.clone());
+        let auth = match &creds {
+            Some(c) => RegistryAuth::Basic(c.user.clone(), c.pass.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let authz = match (&self.challenge, &creds) {
+            (Challenge::None, _) | (Challenge::Basic, None) => None,
+            (Challenge::Basic, Some(c)) => {
+                self.block_on(self.oci.auth(&oref, &auth, op))
+                    .map_err(|e| self.explain(e, path))?;
+                Some(basic_header(&c.user, &c.pass)?)
+            }
+            (Challenge::Bearer { realm, .. }, _) => {
+                let token = self
+                    .block_on(self.oci.auth(&oref, &auth, op))
+                    .map_err(|e| self.explain(e, path))
+                    .with_context(|| format!("get a token for {path} from {realm}"))?;
+                match token {
+                    Some(t) => Some(
+                        HeaderValue::from_str(&format!("Bearer {t}"))
+                            .context("the token service sent a token no header can carry")?,
+                    ),
+                    None => None,
+                }
+            }
+        };
+        Ok(Repo {
+            conn: self,
+            path: path.to_string(),
+            oref,
+            authz,
+            creds_from,
+        })
+    }
+
+    /// An oci-client error as the user should read it: what failed, on which registry,
+    /// and what to do about a refusal.
+    pub fn explain(&self, e: OciDistributionError, path: &str) -> anyhow::Error {
+        let name = format!("{}/{path}", self.registry);
+        match e {
+            OciDistributionError::UnauthorizedError { .. } => {
+                anyhow!("{name}: unauthorized: {}", self.login_hint())
+            }
+            OciDistributionError::AuthenticationFailure(m) => anyhow!(
+                "{}: authentication failed: {}: {}",
+                self.registry,
+                m.trim(),
+                self.login_hint()
+            ),
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let msgs: Vec<String> = envelope
+                    .errors
+                    .iter()
+                    .map(|e| format!("{:?}: {}", e.code, e.message))
+                    .collect();
+                anyhow!("{name}: the registry says: {}", msgs.join("; "))
+            }
+            OciDistributionError::ServerError { code, message, .. } => anyhow!(
+                "{name}: the registry answered {code}: {}",
+                short_text(&message)
+            ),
+            OciDistributionError::RequestError(e) => self.unreachable(&e),
+            other => anyhow!("{name}: {other}"),
+        }
+    }
+
+    /// A transport error, naming the registry (and, for docker.io, what it is).
+    pub fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        anyhow!("{}: {}", describe(&self.registry), chain(e))
+    }
+
+    fn login_hint(&self) -> String {
+        format!(
+            "the registry wants credentials it was not given or refused \
+             (strata-image login {})",
+            self.registry
+        )
+    }
+}
+
+impl Repo<'_> {
+    /// `registry/path`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.conn.registry, self.path)
+    }
+
+    /// `scheme://host/v2/path/`.
+    pub fn url(&self, tail: &str) -> String {
+        format!("{}/v2/{}/{tail}", self.conn.base(), self.path)
+    }
+
+    /// A request of ours, with the credentials if it goes to the registry itself: an
+    /// upload Location on another host (or dropped to plain HTTP) gets none
+    /// (CVE-2020-15157 class).
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let r = self.conn.http.request(method, url);
+        let ours = format!("{}/", self.conn.base());
+        match &self.authz {
+            Some(h) if url.starts_with(&ours) => r.header(AUTHORIZATION, h.clone()),
+            _ => r,
+        }
+    }
+
+    /// A non-success answer to one of our requests, as an error naming `what`.
+    pub async fn refused(&self, what: &str, resp: reqwest::Response) -> anyhow::Error {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            let from = match &self.creds_from {
+                Some(p) => format!(" (credentials from {})", p.display()),
+                None => String::new(),
+            };
+            return anyhow!(
+                "{}: {what}: {status}{from}: {}",
+                self.name(),
+                self.conn.login_hint()
+            );
+        }
+        match registry_errors(&body) {
+            Some(m) => anyhow!("{}: {what}: {m}", self.name()),
+            None => anyhow!("{}: {what}: {status}: {}", self.name(), short_text(&body)),
+        }
+    }
+}
+
+/// The `errors` of a distribution error body: `MANIFEST_UNKNOWN: manifest unknown`.
+fn registry_errors(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let errs = v["errors"].as_array()?;
+    let msgs: Vec<String> = errs
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["code"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    (!msgs.is_empty()).then(|| msgs.join("; "))
+}
+
+/// At most one line of a body, for an error message.
+fn short_text(s: &str) -> String {
+    let line = s.trim().lines().next().unwrap_or("");
+    line.chars().take(200).collect()
+}
+
+/// `docker.io` is not just a name: say what it means when it cannot be reached.
+pub fn describe(registry: &str) -> String {
+    if registry == DOCKER_HUB {
+        format!(
+            "{DOCKER_HUB} (docker's default registry, {DOCKER_HUB_HOST}: a name without a \
+             registry, such as busybox, means docker.io/library/busybox)"
+        )
+    } else {
+        registry.to_string()
+    }
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// reqwest's rustls needs a crypto provider: ring's. rustls 0.23.48 deprecates it for
+/// lacking post-quantum key exchange; aws-lc-rs has that but a large C build, and a
+/// registry transfer of public layers gains little from it.
+#[allow(deprecated)]
+fn install_crypto() {
+    // Err: one is in place already (an earlier connection's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn basic_header(user: &str, pass: &str) -> Result<HeaderValue> {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let mut h = HeaderValue::from_str(&format!("Basic {b}")).context("credentials")?;
+    h.set_sensitive(true);
+    Ok(h)
+}
+
+/// Localhost may speak plain HTTP without `--tls-verify=false` (docker's rule).
+fn is_local(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// The PEM CA certificates to trust for `registry`: `*.crt` in the given dir, else in
+/// podman's and docker's per-registry dirs when they exist.
+fn ca_certs(registry: &str, dir: Option<&Path>) -> Result<Vec<Vec<u8>>> {
+    let dirs: Vec<PathBuf> = match dir {
+        Some(d) => vec![d.to_path_buf()],
+        None => ["/etc/containers/certs.d", "/etc/docker/certs.d"]
+            .iter()
+            .map(|b| Path::new(b).join(registry))
+            .filter(|d| d.is_dir())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for d in dirs {
+        let rd = std::fs::read_dir(&d).with_context(|| format!("--cert-dir {}", d.display()))?;
+        let mut names: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        names.sort();
+        for p in names {
+            let pem = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{}: not a PEM certificate", p.display()))?;
+            out.push(pem);
+        }
+    }
+    Ok(out)
+}
+
+fn http_client(insecure: bool, certs: &[Vec<u8>]) -> Result<reqwest::Client> {
+    let mut roots = Vec::new();
+    for pem in certs {
+        roots.extend(reqwest::Certificate::from_pem_bundle(pem)?);
+    }
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(insecure)
+        .tls_certs_merge(roots)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(USER_AGENT)
+        .build()
+        .context("make the HTTP client")
+}
+
+/// `GET /v2/`: over TLS, or plain HTTP where allowed when TLS is not spoken; the answer
+/// tells how the registry authenticates.
+async fn probe(
+    http: &reqwest::Client,
+    registry: &str,
+    host: &str,
+    insecure: bool,
+) -> Result<(&'static str, Challenge)> {
+    let https = format!("https://{host}/v2/");
+    let err = match http.get(&https).send().await {
+        Ok(r) => return Ok(("https", challenge(registry, &r)?)),
+        Err(e) => e,
+    };
+    if is_cert_error(&err) {
+        bail!(
+            "{}: its TLS certificate is not trusted: {} (give its CA with --cert-dir, or \
+             --tls-verify=false)",
+            describe(registry),
+            chain(&err)
+        );
+    }
+    if !(insecure || is_local(registry)) {
+        bail!("{}: {}", describe(registry), chain(&err));
+    }
+    let plain = format!("http://{host}/v2/");
+    match http.get(&plain).send().await {
+        Ok(r) => Ok(("http", challenge(registry, &r)?)),
+        Err(e) => bail!(
+            "{}: neither TLS ({}) nor plain HTTP ({}) answered",
+            describe(registry),
+            chain(&err),
+            chain(&e)
+        ),
+    }
+}
+
+fn challenge(registry: &str, r: &reqwest::Response) -> Result<Challenge> {
+    let status = r.status();
+    if status.is_success() {
+        return Ok(Challenge::None);
+    }
+    if status != reqwest::StatusCode::UNAUTHORIZED {
+        bail!("{registry}: /v2/ answered {status}: not a registry (distribution API v2)");
+    }
+    let h = r
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let (scheme, params) = h.split_once(' ').unwrap_or((h, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Ok(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        bail!("{registry}: /v2/ wants authentication of an unknown kind: {h:?}");
+    }
+    let param = |k: &str| {
+        params.split(',').find_map(|kv| {
+            let (a, b) = kv.trim().split_once('=')?;
+            a.eq_ignore_ascii_case(k)
+                .then(|| b.trim_matches('"').to_string())
+        })
+    };
+    let realm = param("realm")
+        .ok_or_else(|| anyhow!("{registry}: a Bearer challenge without a realm: {h:?}"))?;
+    Ok(Challenge::Bearer {
+        realm,
+        service: param("service").unwrap_or_default(),
+    })
+}
+
+/// Whether a TLS certificate check failed somewhere in the error's causes.
+fn is_cert_error(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        if let Some(rustls::Error::InvalidCertificate(_)) = c.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if let Some(rustls::Error::InvalidCertificate(_)) =
+                io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_registries() {
+        assert!(is_local("localhost:5000"));
+        assert!(is_local("127.0.0.1:5000"));
+        assert!(is_local("localhost"));
+        assert!(!is_local("registry.example:5000"));
+        assert!(!is_local("docker.io"));
+    }
+
+    #[test]
+    fn docker_io_is_explained() {
+        assert!(describe("docker.io").contains("docker.io/library/busybox"));
+        assert_eq!(describe("r:5000"), "r:5000");
+    }
+
+    #[test]
+    fn registry_error_bodies() {
+        let b = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+        assert_eq!(
+            registry_errors(b).unwrap(),
+            "MANIFEST_UNKNOWN: manifest unknown"
+        );
+        assert!(registry_errors("not json").is_none());
+    }
+}

@@ -1,0 +1,99 @@
+//! `login` and `logout`: credentials checked against the registry (its `/v2/` with basic
+//! auth, or its token service) before they are saved; removed from every file that has
+//! them.
+
+use anyhow::{bail, Result};
+use oci_client::RegistryOperation;
+use reqwest::Method;
+use std::path::PathBuf;
+
+use super::auth::{self, Creds};
+use super::client::{Challenge, Conn, ConnOpts, DOCKER_HUB};
+
+/// `https://r:5000/v2/` or `index.docker.io` as the registry's name (`r:5000`, `docker.io`).
+pub fn registry_name(s: &str) -> String {
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let host = s.split('/').next().unwrap_or(s);
+    match host {
+        "" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        h => h.to_string(),
+    }
+}
+
+/// Check `user`/`pass` against `registry`, then save them; the file written.
+pub fn login(registry: &str, user: &str, pass: &str, o: &ConnOpts) -> Result<PathBuf> {
+    let conn = Conn::open(registry, o)?;
+    check(&conn, user, pass)?;
+    let file = auth::target(o.authfile.as_deref())?;
+    auth::save(&file, registry, user, pass)?;
+    Ok(file)
+}
+
+/// A registry that wants no credentials takes any (as docker's login says too).
+fn check(conn: &Conn, user: &str, pass: &str) -> Result<()> {
+    let creds = Creds {
+        user: user.to_string(),
+        pass: pass.to_string(),
+        from: PathBuf::from("the command line"),
+    };
+    match &conn.challenge {
+        Challenge::None => Ok(()),
+        // Any repository: the token service checks the password before the scope.
+        Challenge::Bearer { .. } => conn
+            .repo_as(
+                "library/strata-login-check",
+                RegistryOperation::Pull,
+                Some(creds),
+            )
+            .map(|_| ()),
+        Challenge::Basic => {
+            let repo = conn.repo_as("", RegistryOperation::Pull, Some(creds))?;
+            let url = format!("{}/v2/", conn.base());
+            conn.block_on(async {
+                let resp = repo
+                    .request(Method::GET, &url)
+                    .send()
+                    .await
+                    .map_err(|e| conn.unreachable(&e))?;
+                if !resp.status().is_success() {
+                    bail!(
+                        "{}: the registry refused the user name or password ({})",
+                        conn.registry,
+                        resp.status()
+                    );
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Forget the credentials for `registry`; the files they were in (none: not logged in).
+pub fn logout(registry: &str, authfile: Option<&std::path::Path>) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for f in auth::files(authfile) {
+        if auth::remove(&f, registry)? {
+            out.push(f);
+        }
+    }
+    if out.is_empty() {
+        bail!("not logged in to {registry}");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names() {
+        assert_eq!(registry_name("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(registry_name("http://127.0.0.1:5000/v2/"), "127.0.0.1:5000");
+        assert_eq!(registry_name("r:5000"), "r:5000");
+        assert_eq!(registry_name("docker.io"), "docker.io");
+    }
+}
