@@ -217,6 +217,12 @@ impl Conn {
                 "{name}: the registry answered {code}: {}",
                 short_text(&message)
             ),
+            OciDistributionError::RequestError(e)
+                if e.status()
+                    .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
+            {
+                anyhow!("{name}: unauthorized: {}", self.login_hint())
+            }
             OciDistributionError::RequestError(e) => self.unreachable(&e),
             other => anyhow!("{name}: {other}"),
         }
@@ -269,7 +275,7 @@ impl Repo<'_> {
                 None => String::new(),
             };
             return anyhow!(
-                "{}: {what}: {status}{from}: {}",
+                "{}: {what}: unauthorized ({status}){from}: {}",
                 self.name(),
                 self.conn.login_hint()
             );
@@ -472,23 +478,21 @@ fn challenge(registry: &str, r: &reqwest::Response) -> Result<Challenge> {
     })
 }
 
-/// Whether a TLS certificate check failed somewhere in the error's causes.
-fn is_cert_error(e: &reqwest::Error) -> bool {
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cur {
-        if let Some(rustls::Error::InvalidCertificate(_)) = c.downcast_ref::<rustls::Error>() {
+/// Whether a TLS certificate check failed somewhere in the error's causes (rustls's
+/// error sits inside io::Errors, which hide it from `source()`).
+fn is_cert_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+        return true;
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if is_cert_error(inner) {
             return true;
         }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if let Some(rustls::Error::InvalidCertificate(_)) =
-                io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
-            {
-                return true;
-            }
-        }
-        cur = c.source();
     }
-    false
+    e.source().is_some_and(is_cert_error)
 }
 
 #[cfg(test)]

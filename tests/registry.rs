@@ -1,0 +1,365 @@
+//! strata-image pull and push against a real registry (Debian's docker-registry on a free
+//! loopback port): push, re-push and re-pull that move no layer (the registry's log says
+//! so), skopeo reading what we pushed and writing what we pull, a multi-platform index,
+//! htpasswd auth over self-signed TLS with login/logout, unknown names, and a server that
+//! lies or dies mid-pull: each a clear error with nothing partial in the store, and a
+//! retry that completes.
+
+mod common;
+mod registry_support;
+
+use common::store::{assert_fails, StoreEnv};
+use common::test_rootfs;
+use registry_support::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn have(tool: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: {tool} is missing");
+    }
+    ok
+}
+
+/// The digest in push's last line (`TAG: digest: sha256:… size: N`).
+fn pushed_digest(stdout: &str) -> String {
+    let last = stdout.lines().last().unwrap_or_default();
+    let d = last.split("digest: ").nth(1).unwrap_or_default();
+    d.split_whitespace().next().unwrap_or_default().to_string()
+}
+
+fn image_id(e: &StoreEnv, name: &str) -> String {
+    let v: Value = serde_json::from_str(&e.si(&["inspect", name]).ok().stdout).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+/// Nothing of a failed pull is left: no image, blob, layer dir or temp dir.
+#[track_caller]
+fn assert_empty(e: &StoreEnv) {
+    assert_eq!(e.index()["manifests"], json!([]), "no image");
+    assert_eq!(e.count("blobs/sha256"), 0, "no blob");
+    assert_eq!(e.count("layers"), 0, "no layer dir");
+    assert_eq!(e.count("tmp"), 0, "no temp dir left");
+}
+
+#[test]
+fn push_pull_run_and_nothing_moves_twice() {
+    if !have_registry() {
+        return;
+    }
+    let e = StoreEnv::new("reg-push");
+    let reg = Registry::plain(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    e.si(&["run", "--name", "c1", "bb:1", "sh", "-c", "echo two > /two"])
+        .ok();
+    e.si(&["commit", "-q", "c1", "bb:2"]).ok();
+    let dest = format!("{}/strata/bb:2", reg.addr);
+    let out = e.si(&["push", "bb:2", &dest]);
+    out.ok();
+    assert_eq!(out.stdout.matches(": Pushed").count(), 2, "{}", out.stdout);
+    let digest = pushed_digest(&out.stdout);
+    assert!(digest.starts_with("sha256:"), "{}", out.stdout);
+    if have("skopeo") {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", &format!("docker://{dest}")])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).expect("skopeo inspect");
+        assert_eq!(v["Digest"], digest.as_str(), "skopeo sees what we pushed");
+        assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+    }
+    // A re-push HEADs and uploads nothing.
+    let uploads = reg.requests("PATCH", "/blobs/uploads/");
+    let out = e.si(&["push", "bb:2", &dest]);
+    out.ok();
+    assert_eq!(
+        out.stdout.matches("Layer already exists").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(pushed_digest(&out.stdout), digest);
+    assert_eq!(reg.requests("PATCH", "/blobs/uploads/"), uploads);
+
+    let e2 = StoreEnv::new("reg-pull");
+    let out = e2.si(&["pull", &dest]);
+    out.ok();
+    assert_eq!(
+        out.stdout.matches(": Pull complete").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("Digest: {digest}\n")),
+        "{}",
+        out.stdout
+    );
+    assert!(out
+        .stdout
+        .contains(&format!("Status: Downloaded newer image for {dest}\n")));
+    assert!(out.stdout.ends_with(&format!("{dest}\n")));
+    assert_eq!(e2.run(&dest, &["cat", "/two"]), "two\n");
+    assert_eq!(
+        image_id(&e2, &dest),
+        image_id(&e, "bb:2"),
+        "the same config: the same ID"
+    );
+    // A second pull transfers no layer.
+    let gets = reg.requests("GET", "/blobs/");
+    let out = e2.si(&["pull", &dest]);
+    out.ok();
+    assert_eq!(
+        out.stdout.matches(": Already exists").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(out
+        .stdout
+        .contains(&format!("Status: Image is up to date for {dest}\n")));
+    assert_eq!(
+        reg.requests("GET", "/blobs/"),
+        gets,
+        "no blob fetched again"
+    );
+    // Another tag of an image with the same base layer: only the new layer moves.
+    let other = format!("{}/strata/base:1", reg.addr);
+    e.si(&["push", "bb:1", &other]).ok();
+    let out = e2.si(&["pull", "-q", &other]);
+    out.ok();
+    assert_eq!(out.stdout, format!("{other}\n"), "-q prints the name alone");
+    assert_eq!(e2.count("layers"), 2, "the base layer is shared");
+    assert_eq!(e2.count("tmp"), 0);
+}
+
+#[test]
+fn skopeo_copy_in_pull_out_and_a_multi_platform_index() {
+    if !have_registry() || !have("skopeo") || !have("curl") {
+        return;
+    }
+    let e = StoreEnv::new("reg-multi");
+    let reg = Registry::plain(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    // skopeo reads our store as the OCI layout it is, and pushes it.
+    let st = Command::new("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:bb:1", e.store().display()))
+        .arg(format!("docker://{}/sk/bb:1", reg.addr))
+        .status()
+        .unwrap();
+    assert!(st.success(), "skopeo copy");
+    let e2 = StoreEnv::new("reg-multi-pull");
+    e2.si(&["pull", &format!("{}/sk/bb:1", reg.addr)]).ok();
+    assert_eq!(
+        e2.run(&format!("{}/sk/bb:1", reg.addr), &["echo", "ok"]),
+        "ok\n"
+    );
+
+    // An index by hand: this machine's platform → bb:1, another → bb:x.
+    let rootfs = test_rootfs().to_str().unwrap();
+    e.si(&["import", "-q", "-c", "CMD [\"echo\"]", rootfs, "bb:x"])
+        .ok();
+    let repo = format!("{}/multi", reg.addr);
+    let mine = e.si(&["push", "bb:1", &format!("{repo}:mine")]);
+    let theirs = e.si(&["push", "bb:x", &format!("{repo}:theirs")]);
+    let host = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let entry = |out: &common::Output, arch: &str| {
+        let d = pushed_digest(&out.stdout);
+        let size: u64 = out
+            .stdout
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d,
+               "size": size, "platform": {"os": "linux", "architecture": arch}})
+    };
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(&theirs, other), entry(&mine, host)]});
+    let body = serde_json::to_vec(&index).unwrap();
+    let st = Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.index.v1+json")
+        .arg("--data-binary")
+        .arg(String::from_utf8(body.clone()).unwrap())
+        .arg(format!(
+            "http://{repo_host}/v2/multi/manifests/latest",
+            repo_host = reg.addr
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success(), "PUT the index");
+    let out = e2.si(&["pull", &repo]);
+    out.ok();
+    let index_digest = format!("sha256:{}", sha256_hex(&body));
+    assert!(
+        out.stdout.contains(&format!("Digest: {index_digest}\n")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        image_id(&e2, &repo),
+        image_id(&e, "bb:1"),
+        "this machine's platform"
+    );
+    let out = e2.si(&["pull", "--platform", &format!("linux/{other}"), &repo]);
+    out.ok();
+    assert_eq!(
+        image_id(&e2, &repo),
+        image_id(&e, "bb:x"),
+        "--platform picks"
+    );
+    let out = e2.si(&["pull", "--platform", "linux/s390x", &repo]);
+    assert_fails(
+        &out,
+        &["no manifest for linux/s390x", "linux/amd64", "linux/arm64"],
+    );
+}
+
+#[test]
+fn htpasswd_over_self_signed_tls_login_and_logout() {
+    if !have_registry() || !have("openssl") {
+        return;
+    }
+    let e = StoreEnv::new("reg-auth");
+    let reg = Registry::secure(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    let authfile = e.dir.join("auth/auth.json");
+    let af = authfile.to_str().unwrap();
+    let ca = reg.ca_dir();
+    let ca = ca.to_str().unwrap();
+    let dest = format!("{}/private/bb:1", reg.addr);
+    let out = e.si(&["push", "--authfile", af, "bb:1", &dest]);
+    assert_fails(&out, &[&reg.addr, "not trusted", "--cert-dir"]);
+    let out = e.si(&["push", "--authfile", af, "--cert-dir", ca, "bb:1", &dest]);
+    assert_fails(
+        &out,
+        &["unauthorized", &format!("strata-image login {}", reg.addr)],
+    );
+    let login = |pass: &str| {
+        e.si(&[
+            "login",
+            "--authfile",
+            af,
+            "--cert-dir",
+            ca,
+            "-u",
+            USER,
+            "-p",
+            pass,
+            &reg.addr,
+        ])
+    };
+    assert_fails(&login("wrong"), &["refused the user name or password"]);
+    assert!(!authfile.exists(), "nothing saved for a refused login");
+    let out = login(PASSWORD);
+    out.ok();
+    assert_eq!(out.stdout, "Login Succeeded\n");
+    let saved = fs::read_to_string(&authfile).unwrap();
+    assert!(!saved.contains(PASSWORD), "base64, as docker writes it");
+    assert_eq!(
+        fs::metadata(&authfile).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    e.si(&["push", "--authfile", af, "--cert-dir", ca, "bb:1", &dest])
+        .ok();
+    // --tls-verify=false: no certificate check (and the same credentials file).
+    let e2 = StoreEnv::new("reg-auth-pull");
+    e2.si(&["pull", "--authfile", af, "--tls-verify=false", &dest])
+        .ok();
+    assert_eq!(e2.run(&dest, &["echo", "in"]), "in\n");
+    let out = e.si(&["logout", "--authfile", af, &reg.addr]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("Removed login credentials for {}\n", reg.addr)
+    );
+    let e3 = StoreEnv::new("reg-auth-out");
+    let out = e3.si(&["pull", "--authfile", af, "--cert-dir", ca, &dest]);
+    assert_fails(&out, &["unauthorized"]);
+    assert_empty(&e3);
+    assert_fails(
+        &e.si(&["logout", "--authfile", af, &reg.addr]),
+        &["not logged in"],
+    );
+}
+
+#[test]
+fn unknown_names_are_clear_errors() {
+    if !have_registry() {
+        return;
+    }
+    let e = StoreEnv::new("reg-unknown");
+    let reg = Registry::plain(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    e.si(&["push", "bb:1", &format!("{}/known/bb:1", reg.addr)])
+        .ok();
+    let e2 = StoreEnv::new("reg-unknown-pull");
+    let out = e2.si(&["pull", &format!("{}/nope/bb:1", reg.addr)]);
+    // distribution 2.8 says MANIFEST_UNKNOWN for a repository it never saw.
+    assert_fails(
+        &out,
+        &[&format!("{}/nope/bb", reg.addr), "manifest 1", "UNKNOWN"],
+    );
+    let out = e2.si(&["pull", &format!("{}/known/bb:2", reg.addr)]);
+    assert_fails(&out, &["manifest 2", "MANIFEST_UNKNOWN"]);
+    assert_empty(&e2);
+    let out = e.si(&["push", "sha256:0123", &format!("{}/x:1", reg.addr)]);
+    assert_fails(&out, &["sha256:0123"]);
+    let closed = format!("127.0.0.1:{}/x:1", free_port());
+    assert_fails(&e2.si(&["pull", &closed]), &[&closed.replace("/x:1", "")]);
+}
+
+#[test]
+fn a_lying_or_dying_server_leaves_nothing_and_a_retry_completes() {
+    let e = StoreEnv::new("reg-fault");
+    let id = e.busybox("bb:1");
+    let idx = e.index();
+    let md = idx["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let blob = |d: &str| fs::read(e.store().join("blobs/sha256").join(&d[7..])).unwrap();
+    let manifest = blob(&md);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let mut blobs = vec![];
+    for d in [&m["config"]["digest"], &m["layers"][0]["digest"]] {
+        let d = d.as_str().unwrap();
+        blobs.push((d.to_string(), blob(d)));
+    }
+    let srv = FaultServer::start("f/bb", "1", manifest, blobs);
+    let name = format!("{}/f/bb:1", srv.addr);
+    let e2 = StoreEnv::new("reg-fault-pull");
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let cases = [
+        (
+            Fault::ManifestDigest,
+            vec!["manifest 1", "hashes to", md.as_str()],
+        ),
+        (Fault::CorruptBlob, vec![layer, "corrupt"]),
+        (Fault::DiesMidBlob, vec![layer, &srv.addr]),
+    ];
+    for (fault, needles) in cases {
+        srv.set(fault);
+        let out = e2.si(&["pull", &name]);
+        assert_fails(&out, &needles);
+        assert_empty(&e2);
+    }
+    srv.set(Fault::None);
+    e2.si(&["pull", &name]).ok();
+    assert_eq!(image_id(&e2, &name), id);
+    assert_eq!(e2.run(&name, &["echo", "retried"]), "retried\n");
+    assert!(Path::new(&e2.store().join("layers")).is_dir());
+}

@@ -1,0 +1,328 @@
+//! The test side of tests/registry.rs: Debian's docker-registry started on a free
+//! loopback port (plain, or htpasswd auth over a self-signed TLS cert), its access log to
+//! count requests in, and a small server that serves one image with a fault.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "secret";
+/// bcrypt of PASSWORD (cost 4): docker-registry's htpasswd wants bcrypt.
+const HTPASSWD: &str = "tester:$2b$04$qjLr.kzaxhBYyIqPQILdue6i4qVR/Z20D.LkBk/VjNv69yTN2of7W\n";
+
+/// Whether the registry binary is here; prints why a test is skipped when not.
+pub fn have_registry() -> bool {
+    let ok = Path::new(REGISTRY_BIN).is_file();
+    if !ok {
+        eprintln!("skipped: {REGISTRY_BIN} is missing (apt-get install docker-registry)");
+    }
+    ok
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A docker-registry of its own, killed when dropped.
+pub struct Registry {
+    pub addr: String,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Registry {
+    /// Plain HTTP, no auth.
+    pub fn plain(dir: &Path) -> Registry {
+        Registry::start(dir, false)
+    }
+
+    /// htpasswd auth (USER/PASSWORD) over TLS with a self-signed cert for 127.0.0.1,
+    /// whose CA is `ca_dir()/ca.crt`.
+    pub fn secure(dir: &Path) -> Registry {
+        Registry::start(dir, true)
+    }
+
+    fn start(dir: &Path, secure: bool) -> Registry {
+        fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n",
+            dir.join("data").display()
+        );
+        if secure {
+            make_cert(dir);
+            fs::write(dir.join("htpasswd"), HTPASSWD).unwrap();
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {0}/server.crt\n    key: {0}/key.pem\n\
+                 auth:\n  htpasswd:\n    realm: strata-test\n    path: {0}/htpasswd\n",
+                dir.display()
+            ));
+        }
+        fs::write(dir.join("config.yml"), cfg).unwrap();
+        let log = fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let r = Registry {
+            addr,
+            dir: dir.to_path_buf(),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&r.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start: {}",
+                r.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+
+    /// Access-log lines of requests with this method whose URI contains `part`.
+    pub fn requests(&self, method: &str, part: &str) -> usize {
+        let needle = format!("\"{method} ");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&needle) && l.contains(part) && !l.contains("level="))
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA of its own (`certs/ca.crt`) and a server cert for 127.0.0.1 signed by it, by
+/// openssl (webpki takes no CA cert as a server's).
+fn make_cert(dir: &Path) {
+    fs::create_dir_all(dir.join("certs")).unwrap();
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let d = dir.display();
+    let script = format!(
+        "set -e; cd {d}
+         openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout ca.key -out certs/ca.crt \
+           -subj /CN=strata-test-ca
+         openssl req -newkey rsa:2048 -nodes -keyout key.pem -out server.csr -subj /CN=127.0.0.1
+         openssl x509 -req -in server.csr -CA certs/ca.crt -CAkey ca.key -CAcreateserial \
+           -days 2 -out server.crt -extfile ext.cnf"
+    );
+    let st = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success(), "openssl failed");
+}
+
+/// What the fault server does wrong.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    None = 0,
+    /// The layer's bytes with one flipped (right length).
+    CorruptBlob = 1,
+    /// Half the layer, then the connection closes.
+    DiesMidBlob = 2,
+    /// A Docker-Content-Digest header that is not the manifest's digest.
+    ManifestDigest = 3,
+}
+
+/// One image (manifest, config, layers by digest) served over plain HTTP, with a fault.
+pub struct FaultServer {
+    pub addr: String,
+    fault: Arc<AtomicU8>,
+}
+
+impl FaultServer {
+    /// Serve `repo:tag` = the manifest `manifest` (OCI), and `blobs` by digest.
+    pub fn start(
+        repo: &str,
+        tag: &str,
+        manifest: Vec<u8>,
+        blobs: Vec<(String, Vec<u8>)>,
+    ) -> FaultServer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let fault = Arc::new(AtomicU8::new(0));
+        let f = fault.clone();
+        let repo = repo.to_string();
+        let tag = tag.to_string();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { break };
+                let (f, repo, tag, manifest, blobs) = (
+                    f.clone(),
+                    repo.clone(),
+                    tag.clone(),
+                    manifest.clone(),
+                    blobs.clone(),
+                );
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &f, &repo, &tag, &manifest, &blobs);
+                });
+            }
+        });
+        FaultServer { addr, fault }
+    }
+
+    pub fn set(&self, f: Fault) {
+        self.fault.store(f as u8, Ordering::SeqCst);
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    fault: &AtomicU8,
+    repo: &str,
+    tag: &str,
+    manifest: &[u8],
+    blobs: &[(String, Vec<u8>)],
+) -> std::io::Result<()> {
+    // A TLS hello (our client tries TLS first on localhost): not spoken here.
+    let mut first = [0u8; 1];
+    if conn.peek(&mut first)? == 0 || first[0] == 0x16 {
+        return Ok(());
+    }
+    let mut r = BufReader::new(conn.try_clone()?);
+    let mut w = conn;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h)?;
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let f = fault.load(Ordering::SeqCst);
+        let md = format!("sha256:{}", sha256_hex(manifest));
+        if path == "/v2/" {
+            respond(&mut w, 200, &[], b"{}")?;
+        } else if path == format!("/v2/{repo}/manifests/{tag}")
+            || path == format!("/v2/{repo}/manifests/{md}")
+        {
+            let digest = if f == Fault::ManifestDigest as u8 {
+                format!("sha256:{}", "0".repeat(64))
+            } else {
+                md.clone()
+            };
+            let headers = [
+                (
+                    "Content-Type",
+                    "application/vnd.oci.image.manifest.v1+json".to_string(),
+                ),
+                ("Docker-Content-Digest", digest),
+            ];
+            respond(&mut w, 200, &headers, manifest)?;
+        } else if let Some((d, b)) = blobs
+            .iter()
+            .find(|(d, _)| path == format!("/v2/{repo}/blobs/{d}"))
+        {
+            let is_layer = b.len() > 4096;
+            if is_layer && f == Fault::CorruptBlob as u8 {
+                let mut bad = b.clone();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0xff;
+                respond(&mut w, 200, &[], &bad)?;
+            } else if is_layer && f == Fault::DiesMidBlob as u8 {
+                write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())?;
+                w.write_all(&b[..b.len() / 2])?;
+                w.flush()?;
+                return Ok(()); // the connection closes: the registry "died"
+            } else {
+                let _ = d;
+                respond(&mut w, 200, &[], b)?;
+            }
+        } else {
+            let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#;
+            respond(
+                &mut w,
+                404,
+                &[("Content-Type", "application/json".into())],
+                body,
+            )?;
+        }
+    }
+}
+
+fn respond(
+    w: &mut TcpStream,
+    code: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let reason = if code == 200 { "OK" } else { "Not Found" };
+    write!(
+        w,
+        "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\n",
+        body.len()
+    )?;
+    for (k, v) in headers {
+        write!(w, "{k}: {v}\r\n")?;
+    }
+    w.write_all(b"\r\n")?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+/// sha256 by the coreutils tool (the test crate has no hash of its own).
+pub fn sha256_hex(b: &[u8]) -> String {
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
