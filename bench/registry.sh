@@ -115,7 +115,6 @@ for i in 1 2 3 4; do
 done
 rm -f "$TOP/rand" "$TOP/text"
 IMG=bench:4
-BYTES=$("$SI" inspect "$IMG" | jq '[.[0].Layers[].Size // 0] | add // 0')
 BLOBS=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="bench:4") | .digest' "$STORE/index.json" |
     xargs -I{} sh -c 'f=$1; f=${f#sha256:}; jq "[.layers[].size] | add" "'"$STORE"'/blobs/sha256/$f"' _ {})
 log "image: $IMG, $(echo "$BLOBS" | awk '{printf "%.0f", $1/1e6}') MB of gzip layers in the registry's terms"
@@ -157,7 +156,15 @@ rounds() { # rounds CASE TOOL...
 SK=(skopeo copy -q --src-tls-verify=false --dest-tls-verify=false)
 
 run_push_strata() { "$SI" push -q "$IMG" "$REG/si$N/bench:1"; }
-run_push_skopeo() { "${SK[@]}" "oci:$STORE:$IMG" "docker://$REG/sk$N/bench:1"; }
+# skopeo remembers where it saw each blob (/var/lib/containers/cache) and would mount
+# from the last run's repository instead of uploading: each push gets an empty cache
+# (a tmpfs over it in a private mount namespace), as strata-image's push, whose store
+# names no repository of this registry, uploads everything.
+mkdir -p /var/lib/containers/cache
+run_push_skopeo() {
+    unshare -m sh -c 'mount -t tmpfs none /var/lib/containers/cache && exec "$@"' _ \
+        "${SK[@]}" "oci:$STORE:$IMG" "docker://$REG/sk$N/bench:1"
+}
 prep_pull_strata() { rm -rf "$TOP/pull"; }
 run_pull_strata() { "$SI" --root "$TOP/pull" pull -q "$REG/src/bench:1"; }
 prep_pull_skopeo() { rm -rf "$TOP/sko"; }
@@ -181,7 +188,7 @@ rounds repull strata skopeo
     echo "strata-image: $SI"
     echo "skopeo: $(skopeo --version)"
     echo "registry: $(docker-registry --version)"
-    echo "image: $IMG, layers $BLOBS bytes compressed, $BYTES uncompressed; SCALE=$SCALE RUNS=$RUNS"
+    echo "image: $IMG, 5 gzip layers of $BLOBS bytes; SCALE=$SCALE RUNS=$RUNS"
     echo "machine: $(nproc) cores, $(uname -r)"
 } >"$OUT/meta.txt"
 

@@ -1,9 +1,11 @@
 //! Registries (the OCI distribution API): `pull`, `push`, `login`, `logout`.
 //!
-//! oci-client (over reqwest and rustls) speaks the protocol: the token dance, blob
-//! HEADs, cross-repository mounts, chunked uploads, manifests. Our side reuses `load`'s
-//! checks, parallel unpacker and locked publish, so a pulled image is verified exactly
-//! as a loaded one, and nothing is published until all of it is.
+//! oci-client (over reqwest and rustls) does the token dance, blob HEADs,
+//! cross-repository mounts and manifest PUTs; the transfers of bytes are our own requests
+//! on the same reqwest (manifests capped in size, blobs verified as they stream, uploads
+//! as one streamed PATCH). Our side reuses `load`'s checks, parallel unpacker and locked
+//! publish, so a pulled image is verified exactly as a loaded one, and nothing is
+//! published until all of it is.
 
 pub mod auth;
 pub mod client;

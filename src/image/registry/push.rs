@@ -1,13 +1,12 @@
 //! `push`: an image of the store to a registry, as docker pushes: each blob HEADed first
 //! and skipped when the registry has it, else mounted from another repository of that
-//! registry that an image of ours came from, else uploaded (chunked, monolithic when the
-//! registry will not take chunks), `--jobs` at a time; the manifest last, with the bytes
-//! the store has, so the digest pushed is the local one.
+//! registry that an image of ours came from, else uploaded (one streamed PATCH as docker
+//! does, one PUT when the registry refuses that), `--jobs` at a time; the manifest last,
+//! with the bytes the store has, so the digest pushed is the local one.
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt, TryStreamExt};
-use oci_client::errors::OciDistributionError;
 use oci_client::RegistryOperation;
 use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
@@ -24,7 +23,7 @@ use crate::image::reference::Reference;
 use crate::image::store::blobs::MAX_JSON;
 use crate::image::store::{refs, Store};
 
-/// Bytes read from a blob per chunk: oci-client sends each as one PATCH.
+/// Bytes read from a blob at a time into the upload stream.
 const CHUNK: usize = 4 << 20;
 
 pub struct PushOpts {
@@ -211,19 +210,79 @@ async fn push_blob(
     set("Pushing");
     let meter = shown.then(|| board.meter(&d.digest, "Pushing", d.size));
     let path = store.blob_path(&d.digest);
-    let chunks = stream::iter(Chunks::open(path.clone(), meter)?);
-    match oci
-        .push_blob_stream(&repo.oref, chunks, d.digest.as_str(), Some(d.size))
+    if !streamed(repo, path.clone(), d, meter)
         .await
+        .with_context(what)?
     {
-        Ok(_) => {}
-        Err(OciDistributionError::SpecViolationError(_)) => {
-            monolithic(repo, path, d).await.with_context(what)?
-        }
-        Err(e) => return Err(repo.conn.explain(e, &repo.path)).with_context(what),
+        // The registry refused the PATCH: one PUT of the whole blob.
+        monolithic(repo, path, d).await.with_context(what)?;
     }
     set("Pushed");
     Ok(())
+}
+
+/// docker's upload: a session (POST), the whole blob as one streamed PATCH, then the
+/// PUT with its digest. Returns false when the registry refuses the PATCH (then the
+/// caller uploads monolithically). oci-client's chunked push PATCHes 4 MiB at a time,
+/// one request each: 2.5 s for 458 MB here, where one stream moves it at disk speed.
+async fn streamed(
+    repo: &Repo<'_>,
+    path: PathBuf,
+    d: &Descriptor,
+    meter: Option<Meter>,
+) -> Result<bool> {
+    let conn = repo.conn;
+    let loc = begin(repo).await?;
+    let chunks = Chunks::open(path, meter)?;
+    let resp = repo
+        .request(Method::PATCH, loc.as_str())
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(stream::iter(chunks)))
+        .send()
+        .await
+        .map_err(|e| conn.unreachable(&e))?;
+    if resp.status() != StatusCode::ACCEPTED {
+        return Ok(false);
+    }
+    let mut url = location(repo, &resp)?;
+    url.query_pairs_mut()
+        .append_pair("digest", d.digest.as_str());
+    let resp = repo
+        .request(Method::PUT, url.as_str())
+        .header(CONTENT_LENGTH, 0)
+        .send()
+        .await
+        .map_err(|e| conn.unreachable(&e))?;
+    if resp.status() != StatusCode::CREATED {
+        return Err(repo.refused("finish the upload", resp).await);
+    }
+    Ok(true)
+}
+
+/// POST for an upload session: its URL.
+async fn begin(repo: &Repo<'_>) -> Result<reqwest::Url> {
+    let resp = repo
+        .request(Method::POST, &repo.url("blobs/uploads/"))
+        .header(CONTENT_LENGTH, 0)
+        .send()
+        .await
+        .map_err(|e| repo.conn.unreachable(&e))?;
+    if resp.status() != StatusCode::ACCEPTED {
+        return Err(repo.refused("start an upload", resp).await);
+    }
+    location(repo, &resp)
+}
+
+/// An upload's next URL, from its Location (relative or absolute).
+fn location(repo: &Repo<'_>, resp: &reqwest::Response) -> Result<reqwest::Url> {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| anyhow!("{}: an upload answer without a Location", repo.name()))?;
+    reqwest::Url::parse(&format!("{}/", repo.conn.base()))?
+        .join(loc)
+        .with_context(|| format!("{}: a bad upload Location {loc:?}", repo.name()))
 }
 
 /// A blob of the store read in `CHUNK`s, counted on its meter.
@@ -241,7 +300,7 @@ impl Chunks {
 }
 
 impl Iterator for Chunks {
-    type Item = std::result::Result<Bytes, OciDistributionError>;
+    type Item = std::io::Result<Bytes>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut buf = Vec::with_capacity(CHUNK);
@@ -254,35 +313,19 @@ impl Iterator for Chunks {
                 }
                 Some(Ok(Bytes::from(buf)))
             }
-            Err(e) => Some(Err(e.into())),
+            Err(e) => Some(Err(e)),
         }
     }
 }
 
-/// The upload as one PUT, for registries that refuse chunks: POST for a session, then
+/// The upload as one PUT, for registries that refuse a PATCH: POST for a session, then
 /// the whole blob with its digest.
 async fn monolithic(repo: &Repo<'_>, path: PathBuf, d: &Descriptor) -> Result<()> {
     let conn = repo.conn;
-    let resp = repo
-        .request(Method::POST, &repo.url("blobs/uploads/"))
-        .header(CONTENT_LENGTH, 0)
-        .send()
-        .await
-        .map_err(|e| conn.unreachable(&e))?;
-    if resp.status() != StatusCode::ACCEPTED {
-        return Err(repo.refused("start an upload", resp).await);
-    }
-    let loc = resp
-        .headers()
-        .get(LOCATION)
-        .and_then(|h| h.to_str().ok())
-        .ok_or_else(|| anyhow!("{}: an upload without a Location", repo.name()))?;
-    let mut url = reqwest::Url::parse(&format!("{}/", conn.base()))?
-        .join(loc)
-        .with_context(|| format!("{}: a bad upload Location {loc:?}", repo.name()))?;
+    let mut url = begin(repo).await?;
     url.query_pairs_mut()
         .append_pair("digest", d.digest.as_str());
-    let chunks = Chunks::open(path, None)?.map(|r| r.map_err(std::io::Error::other));
+    let chunks = Chunks::open(path, None)?;
     let resp = repo
         .request(Method::PUT, url.as_str())
         .header(CONTENT_LENGTH, d.size)
