@@ -121,6 +121,10 @@ impl Board {
         for b in self.bars.values() {
             b.finish();
         }
+        if !self.bars.is_empty() {
+            // indicatif leaves the cursor at the end of the last line.
+            println!();
+        }
         let _ = std::io::stdout().flush();
     }
 }
