@@ -4,6 +4,7 @@
 pub mod fdmount;
 pub mod idmap;
 pub mod options;
+pub mod remount;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Mount;
@@ -236,10 +237,7 @@ pub fn apply(
                     &cloned
                 }
             };
-            let (set, clr) = options::attrs_of_flags(m.opts.flags);
-            setattr(tree.as_raw_fd(), set, clr, false)
-                .with_context(|| format!("set options on bind mount {}", m.dest.display()))?;
-            attach(tree, &target, m)?;
+            bind_attrs_and_attach(tree, &target, m)?;
         }
         Kind::Fs { fstype, source } => {
             let strict = matches!(fstype.to_bytes(), b"proc" | b"sysfs") || is_special_dir(&m.dest);
@@ -293,6 +291,39 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// A bind's flags, set on the detached tree, then attached. `ro` on a recursive bind makes
+/// every mount below read-only too: runc 1.1 leaves them writable, so a `/sys` bound
+/// `rbind,ro` without a cgroup namespace would give the container every host cgroup
+/// hierarchy read-write (CVE-2023-25809 class). The other flags stay on the top mount, as
+/// runc has them (`rnosuid`, `rnoexec`, ... reach below). Without mount_setattr the tree
+/// is attached first and each of its mounts remounted (before any container process runs).
+fn bind_attrs_and_attach(tree: &OwnedFd, target: &OwnedFd, m: &MountPlan) -> Result<()> {
+    let what = || format!("set options on bind mount {}", m.dest.display());
+    let (set, clr) = options::attrs_of_flags(m.opts.flags);
+    let ro_below = m.opts.recursive_bind && m.opts.flags & libc::MS_RDONLY != 0;
+    let r = if remount::mount_setattr_disabled() {
+        Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+    } else {
+        setattr(tree.as_raw_fd(), set, clr, false).and_then(|_| {
+            let below = if ro_below {
+                options::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            };
+            setattr(tree.as_raw_fd(), below, 0, true)
+        })
+    };
+    match r {
+        Ok(()) => attach(tree, target, m),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            attach(tree, target, m)?;
+            let below = if ro_below { libc::MS_RDONLY } else { 0 };
+            remount::remount_tree(tree.as_raw_fd(), m.opts.flags, below).with_context(what)
+        }
+        Err(e) => Err(e).with_context(what),
+    }
 }
 
 fn bind_host_sys(target: &OwnedFd, m: &MountPlan) -> Result<()> {

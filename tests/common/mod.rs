@@ -461,6 +461,12 @@ impl Test {
         self
     }
 
+    /// Run every strata command of this test with `key=value` in its environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// A container ID unique to this test and process.
     pub fn id(&self, tag: &str) -> String {
         format!("{}-{tag}-{}", self.name, std::process::id())
