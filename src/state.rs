@@ -76,6 +76,10 @@ pub struct ContainerState {
     /// True when the container has its own pid namespace (its processes die with init).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// Its cgroup already had other processes at create (runc lets users share one):
+    /// `delete` then kills only the init, never sweeps the cgroup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_cgroup: bool,
     /// config.json's hooks: poststart and poststop run from here, as the bundle may
     /// have changed since create.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -110,9 +110,14 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         ".{}.tmp",
         path.file_name().and_then(|s| s.to_str()).unwrap_or("pid")
     ));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("write pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
+    // Errors name the file the caller asked for, not our temp name beside it.
+    let what = || format!("--pid-file {}", path.display());
+    std::fs::write(&tmp, pid.to_string()).with_context(what)?;
+    std::fs::rename(&tmp, path)
+        .with_context(what)
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }
 
 /// Create the container. Returns with every signal blocked (see `Created::orig_mask`),
@@ -176,6 +181,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         cgroup_paths: placement.paths.clone(),
         oci_version: spec.version().clone(),
         own_pid_ns: false,
+        shared_cgroup: placement.shared,
         hooks: spec.hooks().clone(),
     };
     if let Some(u) = layers.as_ref().and_then(|l| l.upper.as_ref()) {
