@@ -360,9 +360,11 @@ fn kill_unknown_signal_leaves_container_alone() {
         .ok();
     wait_file(&out.join("ready"));
     let pid = t.pid(&id);
-    for bad in ["SIGFOO", "FOO", "0", "999"] {
+    for bad in ["SIGFOO", "FOO", "-1", "999"] {
         t.strata(&["kill", &id, bad]).assert_error(&["signal"]);
     }
+    // 0 is kill(2)'s liveness check, as in runc: fine while running, an error once stopped.
+    t.strata(&["kill", &id, "0"]).ok();
     t.strata(&["kill", &id, "SIGFOO"])
         .assert_error(&["unknown signal", "SIGFOO"]);
     std::thread::sleep(Duration::from_millis(200));
@@ -372,6 +374,7 @@ fn kill_unknown_signal_leaves_container_alone() {
     t.strata(&["kill", &id, "TERM"]).ok();
     t.wait_status(&id, "stopped");
     assert_eq!(fs::read_to_string(out.join("log")).unwrap(), "term\n");
+    t.strata(&["kill", &id, "0"]).assert_error(&["not running"]);
     t.strata(&["delete", &id]).ok();
     t.assert_no_leftovers(&id);
 }

@@ -205,6 +205,12 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     let attrs = Attrs::plan(&for_attrs, &Default::default())?;
     let (mut ns, pid_ns) = namespaces(&st)?;
+    tracing::debug!(
+        id = %o.id,
+        init = st.pid,
+        namespaces = %ns.iter().map(|n| n.2).chain(pid_ns.as_ref().map(|_| "pid")).collect::<Vec<_>>().join(","),
+        "exec: joining the init's namespaces"
+    );
     let (console_child, console_ours) =
         console_socket(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
 
@@ -277,14 +283,18 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     if let Some(p) = &o.pid_file {
         if let Err(e) = write_pid_file(p, pid) {
+            // The process is not left running unknown to the caller.
             return kill(e);
         }
     }
+    tracing::debug!(id = %o.id, pid, args = ?plan.args, "exec: process started");
     // From here on other commands (kill, delete) must be free to act on the container.
     drop(sd);
     if o.detach {
         restore();
         return Ok(0);
     }
-    crate::process::wait::foreground(pid, console_ours.as_ref(), &orig_mask)
+    let code = crate::process::wait::foreground(pid, console_ours.as_ref(), &orig_mask)?;
+    tracing::debug!(id = %o.id, pid, status = code, "exec: process exited");
+    Ok(code)
 }

@@ -160,7 +160,23 @@ impl Output {
     /// `strata: `, containing every needle.
     #[track_caller]
     pub fn assert_error(&self, needles: &[&str]) {
-        assert_eq!(self.code, 1, "{}: expected exit 1: {self:#?}", self.what);
+        self.assert_error_code(1, needles)
+    }
+
+    /// A failed `exec`: exit 255 as in runc (its own failure, not the program's code).
+    #[track_caller]
+    pub fn assert_exec_error(&self, needles: &[&str]) {
+        self.assert_error_code(255, needles)
+    }
+
+    /// `assert_error` with another exit code.
+    #[track_caller]
+    pub fn assert_error_code(&self, code: i32, needles: &[&str]) {
+        assert_eq!(
+            self.code, code,
+            "{}: expected exit {code}: {self:#?}",
+            self.what
+        );
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(
             lines.len(),
