@@ -676,3 +676,42 @@ fn rshared_bind_stays_shared_inside() {
         "not shared inside: {out}"
     );
 }
+
+/// A read-only /dev (or any read-only tmpfs) is mounted read-write and made read-only at
+/// the end, as runc does: /dev/pts, /dev/shm, the device nodes and links are made in it
+/// first (strata used to fail with "create mount point /dev/pts: Read-only file system").
+#[test]
+fn read_only_dev_and_tmpfs() {
+    for env in ["", "STRATA_NO_MOUNT_SETATTR"] {
+        let Some(mut t) = Test::new("ro_dev") else {
+            return;
+        };
+        if !env.is_empty() {
+            t = t.with_env(env, "1");
+        }
+        let out = t.sh(
+            "c",
+            "awk '$5==\"/dev\" || $5==\"/tmp\" {print $5, $6}' /proc/self/mountinfo; \
+             touch /dev/x 2>/dev/null && echo WROTE-DEV; touch /tmp/x 2>/dev/null && echo WROTE-TMP; \
+             echo hi > /dev/null && test -c /dev/zero && test -d /dev/pts && test -L /dev/fd && echo devices-ok",
+            |c| {
+                for m in c["mounts"].as_array_mut().unwrap() {
+                    if m["destination"] == "/dev" {
+                        m["options"].as_array_mut().unwrap().push(json!("ro"));
+                    }
+                }
+                add_mount(
+                    c,
+                    json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "mode=1777"]}),
+                );
+            },
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.contains(&"devices-ok"), "{env}: {out}");
+        assert!(!out.contains("WROTE"), "{env}: {out}");
+        for mp in ["/dev ", "/tmp "] {
+            let l = lines.iter().find(|l| l.starts_with(mp)).unwrap();
+            assert!(l[mp.len()..].starts_with("ro,"), "{env}: {l}");
+        }
+    }
+}

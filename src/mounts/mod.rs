@@ -182,13 +182,46 @@ fn finish(root: &Root, m: &MountPlan) -> Result<()> {
     Ok(())
 }
 
+/// A mount made read-write for now, to be made read-only by [`Late::finish`].
+pub struct Late {
+    dest: PathBuf,
+    mnt: OwnedFd,
+}
+
+impl Late {
+    /// The read-only flag config.json asked for, once nothing is left to create in it.
+    pub fn finish(self) -> Result<()> {
+        let what = || format!("make {} read-only", self.dest.display());
+        let r = if remount::mount_setattr_disabled() {
+            Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+        } else {
+            setattr(self.mnt.as_raw_fd(), options::MOUNT_ATTR_RDONLY, 0, false)
+        };
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                remount::remount_tree(self.mnt.as_raw_fd(), libc::MS_RDONLY, 0).with_context(what)
+            }
+            r => r.with_context(what),
+        }
+    }
+}
+
+/// As runc does, a read-only tmpfs or /dev is mounted read-write and made read-only only
+/// at the end (after devices, /dev/pts and other mount points in it, the console), or
+/// nothing could be created in it.
+fn late_readonly(m: &MountPlan, fstype: &CString) -> bool {
+    m.opts.flags & libc::MS_RDONLY != 0
+        && (fstype.to_bytes() == b"tmpfs" || crate::paths::relative(&m.dest) == Path::new("dev"))
+}
+
 /// Apply one planned mount inside `root`; `tree` is the idmapped tree the parent built.
+/// Returns the mount to make read-only at the end (see [`late_readonly`]).
 pub fn apply(
     root: &Root,
     m: &MountPlan,
     cgroup: &CgroupMount,
     tree: Option<&OwnedFd>,
-) -> Result<()> {
+) -> Result<Option<Late>> {
     match &m.kind {
         Kind::Bind { source } => {
             // An idmapped tree is what gets mounted: judge it, not the path (which the
@@ -244,6 +277,33 @@ pub fn apply(
             let target = dir_target(root, &m.dest, strict)?;
             check_proc_target(&m.dest, &target, fstype.to_bytes() == b"proc")?;
             let what = || format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display());
+            if late_readonly(m, fstype) {
+                let mut opts = m.opts.clone();
+                opts.flags &= !libc::MS_RDONLY;
+                let mnt = match detached_fs(fstype, source, &opts) {
+                    Ok(mnt) => {
+                        attach(&mnt, &target, m)?;
+                        mnt
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                        mount_at(
+                            Some(source),
+                            target.as_raw_fd(),
+                            Some(fstype),
+                            opts.flags,
+                            m.data.as_deref(),
+                        )
+                        .with_context(what)?;
+                        finish(root, m)?;
+                        reopen(root, &m.dest)?
+                    }
+                    Err(e) => return Err(e).with_context(what),
+                };
+                return Ok(Some(Late {
+                    dest: m.dest.clone(),
+                    mnt,
+                }));
+            }
             // mount(2) aimed at the target fd is race-free and applies its flags atomically;
             // only a mount that needs work *after* mounting (recursive attrs, propagation)
             // is built detached, so that work never goes through a path again.
@@ -261,9 +321,9 @@ pub fn apply(
                 {
                     // A user namespace without its own network namespace may not mount
                     // sysfs; runc binds the host's /sys instead, with the same flags.
-                    return bind_host_sys(&target, m);
+                    return bind_host_sys(&target, m).map(|_| None);
                 }
-                return r.with_context(what);
+                return r.with_context(what).map(|_| None);
             }
             match detached_fs(fstype, source, &m.opts) {
                 Ok(mnt) => attach(&mnt, &target, m)?,
@@ -290,7 +350,7 @@ pub fn apply(
             finish(root, m)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// A bind's flags, set on the detached tree, then attached. `ro` on a recursive bind makes

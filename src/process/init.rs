@@ -188,6 +188,7 @@ fn setup(
         vec![]
     }
     .into_iter();
+    let mut late = vec![];
     for m in &plan.mounts {
         if matches!(m.kind, mounts::Kind::Cgroup) {
             gate.pass()?;
@@ -197,7 +198,7 @@ fn setup(
         } else {
             None
         };
-        mounts::apply(&root, m, &plan.cgroup_mount, tree.as_ref())?;
+        late.extend(mounts::apply(&root, m, &plan.cgroup_mount, tree.as_ref())?);
     }
     gate.pass()?;
     devices::create(&root, &plan.devices, plan.ptmx, plan.ns.user)?;
@@ -211,6 +212,9 @@ fn setup(
         // The pty comes from the container's own devpts, and becomes its /dev/console.
         console::attach(sock.as_raw_fd(), plan.process.console_size, true)
             .context("process.terminal")?;
+    }
+    for l in late {
+        l.finish()?;
     }
     rootfs::finalize(plan.propagation, plan.readonly)?;
 
