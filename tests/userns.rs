@@ -617,3 +617,32 @@ fn rootless_refuses_limits_it_cannot_keep() {
     ]);
     assert!(!xdg.join("strata").join(&id).exists());
 }
+
+/// A bind source the container's root cannot reach (a 0700 directory of the host's root
+/// on the way): runc opens bind sources before it enters the user namespace, so it
+/// works; strata used to fail with EACCES. The parent clones the source in the init's
+/// mount namespace (host rights, the container's locks) and hands the tree over.
+#[test]
+fn bind_source_behind_a_private_directory() {
+    let Some(t) = Test::new("userns_private_src") else {
+        return;
+    };
+    let secret = t.mkdir("secret");
+    let data = t.mkdir("secret/data");
+    std::fs::write(data.join("f"), "behind\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .unwrap();
+    let file = secret.join("file");
+    std::fs::write(&file, "a file\n").unwrap();
+    let rootfs = mapped_rootfs(&t);
+    let out = t.sh("c", "cat /data/f /mnt/file", |c| {
+        map_ids(c);
+        set_root(c, &rootfs);
+        bind_mount(c, &data, "/data", true);
+        add_mount(
+            c,
+            json!({"destination": "/mnt/file", "type": "bind", "source": file, "options": ["bind", "ro"]}),
+        );
+    });
+    assert_eq!(out, "behind\na file\n");
+}

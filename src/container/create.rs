@@ -195,7 +195,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.overlay = layers;
     let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
-    let idmaps = crate::mounts::idmap::prepare(&plan.mounts, &plan.ns, id_maps.as_ref())?;
+    let idmaps = crate::mounts::idmap::prepare(&mut plan.mounts, &plan.ns, id_maps.as_ref())?;
     plan.process.preserve_fds = o.preserve_fds;
     if o.listen_fds > 0 {
         for e in [
@@ -329,10 +329,10 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Msg::Pid(_) => bail!("container init sent a pid nobody asked for"),
             Msg::Idmap => {
                 let Some(prepared) = &idmaps else {
-                    bail!("container init asked for idmapped mounts it has none of");
+                    bail!("container init asked for bind mount trees it has none of");
                 };
                 for tree in crate::mounts::idmap::build(prepared, &plan.mounts, pid)? {
-                    channel::send_tree(&chan_r, &tree).context("send an idmapped mount")?;
+                    channel::send_tree(&chan_r, &tree).context("send a bind mount tree")?;
                 }
             }
             Msg::Error(m) => bail!("container init: {m}"),

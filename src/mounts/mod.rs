@@ -35,6 +35,9 @@ pub struct MountPlan {
     data: Option<CString>,
     /// Idmapped (bind mounts only): the parent builds its tree (see [`idmap`]).
     pub idmap: Option<idmap::Idmap>,
+    /// The parent builds this bind's tree and hands it over: idmapped, or a bind into a
+    /// user namespace, whose root may not reach the source (set by `idmap::prepare`).
+    pub from_parent: bool,
 }
 
 /// Parse config.json's mounts (bind sources are relative to the bundle, like runc).
@@ -88,6 +91,7 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
             opts,
             data,
             idmap,
+            from_parent: false,
         });
     }
     Ok(out)
@@ -224,8 +228,8 @@ pub fn apply(
 ) -> Result<Option<Late>> {
     match &m.kind {
         Kind::Bind { source } => {
-            // An idmapped tree is what gets mounted: judge it, not the path (which the
-            // init, a user namespace's root, may not even be allowed to open).
+            // A tree from the parent is what gets mounted: judge it, not the path (which
+            // the init, a user namespace's root, may not even be allowed to open).
             let opened;
             let src = match tree {
                 Some(t) => t,

@@ -180,10 +180,11 @@ fn setup(
     rootfs::prepare(&plan.rootfs, plan.propagation, plan.overlay.as_ref())?;
     let root = Root::open(&plan.rootfs)
         .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
-    // Idmapped trees come from the parent, cloned in our namespace now that it is a slave.
-    let n = plan.mounts.iter().filter(|m| m.idmap.is_some()).count();
+    // Idmapped trees, and in a user namespace every bind, come from the parent, cloned
+    // in our namespace now that it is a slave.
+    let n = plan.mounts.iter().filter(|m| m.from_parent).count();
     let mut trees = if n > 0 {
-        super::channel::request_trees(&fds.chan, n).context("receive idmapped mounts")?
+        super::channel::request_trees(&fds.chan, n).context("receive bind mount trees")?
     } else {
         vec![]
     }
@@ -193,11 +194,7 @@ fn setup(
         if matches!(m.kind, mounts::Kind::Cgroup) {
             gate.pass()?;
         }
-        let tree = if m.idmap.is_some() {
-            trees.next()
-        } else {
-            None
-        };
+        let tree = if m.from_parent { trees.next() } else { None };
         late.extend(mounts::apply(&root, m, &plan.cgroup_mount, tree.as_ref())?);
     }
     gate.pass()?;
