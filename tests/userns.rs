@@ -630,8 +630,7 @@ fn bind_source_behind_a_private_directory() {
     let secret = t.mkdir("secret");
     let data = t.mkdir("secret/data");
     std::fs::write(data.join("f"), "behind\n").unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let file = secret.join("file");
     std::fs::write(&file, "a file\n").unwrap();
     let rootfs = mapped_rootfs(&t);
