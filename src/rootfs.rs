@@ -62,6 +62,7 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("chdir to rootfs");
     }
     if no_pivot {
+        hide_host_proc_and_sys(rootfs)?;
         mount_path(Some(c"."), c"/", None, libc::MS_MOVE, None).context("move rootfs to /")?;
         if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error()).context("chroot");
@@ -94,6 +95,51 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     }
     if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error()).context("chdir /");
+    }
+    Ok(())
+}
+
+/// `--no-pivot` keeps the host's mounts in the container's mount namespace, under the
+/// moved root: a fully visible host procfs or sysfs there lets a process with
+/// CAP_SYS_ADMIN in a user namespace mount a fresh, unmasked one (the kernel only
+/// checks that such a mount exists in the namespace). As runc's msMoveRoot does, each
+/// procfs and sysfs mount outside the rootfs is detached, or, where the user namespace
+/// locks it, covered with an empty read-only tmpfs.
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    let points: Vec<String> = mi
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let mp = pre.split(' ').nth(4)?.replace("\\040", " ");
+            (matches!(fstype, "proc" | "sysfs") && !Path::new(&mp).starts_with(rootfs))
+                .then_some(mp)
+        })
+        .collect();
+    for mp in points {
+        let c = CString::new(mp.as_bytes())?;
+        // Gone with a parent detached before it, or already covered: nothing to hide.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0
+            || !matches!(st.f_type as i64, PROC_SUPER_MAGIC | SYSFS_MAGIC)
+        {
+            continue;
+        }
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            continue;
+        }
+        let fl = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        mount_path(
+            Some(c"tmpfs"),
+            &c,
+            Some(c"tmpfs"),
+            fl,
+            Some(c"size=0,mode=0555"),
+        )
+        .with_context(|| format!("--no-pivot: hide the host's {mp}"))?;
     }
     Ok(())
 }
