@@ -80,6 +80,10 @@ pub struct ContainerState {
     /// `delete` then kills only the init, never sweeps the cgroup.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_cgroup: bool,
+    /// No mount namespace of its own: the ID of the mount at the rootfs before create.
+    /// The container's mounts were made in ours, over it; delete detaches them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount_below: Option<u64>,
     /// config.json's hooks: poststart and poststop run from here, as the bundle may
     /// have changed since create.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -55,6 +55,9 @@ pub fn destroy(sd: StateDir, st: &ContainerState) -> Result<()> {
     }
     let root = sd.dir.parent().unwrap_or(&sd.dir).to_path_buf();
     crate::cgroups::remove(&st.cgroup_dirs, &st.cgroup_paths, &root);
+    if let Some(below) = st.rootfs_mount_below {
+        crate::rootfs::detach_host_mounts(&st.rootfs, below);
+    }
     sd.remove()?;
     let poststop = hooks::of(st.hooks.as_ref(), Kind::Poststop);
     hooks::run_warn(Kind::Poststop, poststop, &hooks::State::new(st, st.pid));

@@ -204,6 +204,16 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         l.set_time_offsets(None);
     }
     let attrs = Attrs::plan(&for_attrs, &Default::default())?;
+    // No mount namespace of its own: the init is chrooted in ours; so is this process.
+    // Opened before namespaces() checks that the pid is still our init.
+    let root = st
+        .rootfs_mount_below
+        .map(|_| {
+            std::fs::File::open(format!("/proc/{}/root", st.pid))
+                .map(OwnedFd::from)
+                .context("open the container's root")
+        })
+        .transpose()?;
     let (mut ns, pid_ns) = namespaces(&st)?;
     tracing::debug!(
         id = %o.id,
@@ -240,6 +250,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             go: go_r,
             console: console_child,
             lock: sd.lock_fd(),
+            root,
         };
         join::run(&plan, &attrs, &ns, fds, &orig_mask);
     }

@@ -115,7 +115,8 @@ fn remount(fd: RawFd, add: u64) -> io::Result<()> {
     )
 }
 
-fn mnt_id(fd: RawFd) -> io::Result<u64> {
+/// The ID of the mount `fd` is on (from /proc/self/fdinfo).
+pub fn mnt_id(fd: RawFd) -> io::Result<u64> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
     info.lines()
         .find_map(|l| l.strip_prefix("mnt_id:"))

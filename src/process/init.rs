@@ -177,7 +177,12 @@ fn setup(
             .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
 
-    rootfs::prepare(&plan.rootfs, plan.propagation, plan.overlay.as_ref())?;
+    rootfs::prepare(
+        &plan.rootfs,
+        plan.propagation,
+        plan.overlay.as_ref(),
+        plan.ns.mount,
+    )?;
     let root = Root::open(&plan.rootfs)
         .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
     // Idmapped trees, and in a user namespace every bind, come from the parent, cloned
@@ -204,7 +209,7 @@ fn setup(
     rootfs::mask_paths(&root, &plan.masked)?;
     rootfs::readonly_paths(&root, &plan.readonly_paths)?;
     drop(root);
-    rootfs::enter(&plan.rootfs, plan.no_pivot)?;
+    rootfs::enter(&plan.rootfs, plan.no_pivot, plan.ns.mount)?;
     if let Some(sock) = &fds.console {
         // The pty comes from the container's own devpts, and becomes its /dev/console.
         console::attach(sock.as_raw_fd(), plan.process.console_size, true)
