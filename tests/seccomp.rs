@@ -692,8 +692,13 @@ fn syscalls_newer_than_the_profile_fail_with_enosys() {
         );
         return;
     }
-    let nr = |name: &str| i32::from(ScmpSyscall::from_name(name).unwrap());
-    let (newest, denied, newer) = (nr("close_range"), nr("getppid"), nr("faccessat2"));
+    let nr = |name: &str| ScmpSyscall::from_name(name).ok().map(i32::from);
+    let (Some(newest), Some(denied), Some(newer)) =
+        (nr("close_range"), nr("getppid"), nr("faccessat2"))
+    else {
+        eprintln!("SKIP: syscalls_newer_than_the_profile_fail_with_enosys: this libseccomp does not know close_range or faccessat2");
+        return;
+    };
     assert!(newer > newest, "faccessat2 must come after close_range");
     // Every syscall up to close_range but getppid.
     let allowed: Vec<String> = (0..=newest)

@@ -207,6 +207,18 @@ fn exec_tty_with_console_socket() {
 
 /// `script -qec CMD /dev/null`: CMD runs with a pty as its terminal; script returns
 /// its exit code and copies its output.
+/// script(1) (util-linux) gives the foreground tests a terminal; without it they SKIP.
+fn have_script(test: &str) -> bool {
+    let ok = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: {test}: no script(1) on this host (util-linux) to give strata a terminal");
+    }
+    ok
+}
+
 fn under_script(t: &Test, args: &[&str], stdin: &str) -> Output {
     let mut cmd = format!("{} --root {}", STRATA, t.root.display());
     for a in args {
@@ -228,6 +240,9 @@ fn foreground_run_proxies_the_terminal() {
     let Some(t) = Test::new("fg_run") else {
         return;
     };
+    if !have_script("foreground_run_proxies_the_terminal") {
+        return;
+    }
     let b = t.bundle(
         "b",
         &[
@@ -271,6 +286,9 @@ fn foreground_exec_tty_proxies_the_terminal() {
     let Some(t) = Test::new("fg_exec") else {
         return;
     };
+    if !have_script("foreground_exec_tty_proxies_the_terminal") {
+        return;
+    }
     let (id, _) = t.run_detached("c", "exec sleep 1000", |_| {});
     let out = under_script(
         &t,
