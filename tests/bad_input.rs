@@ -375,8 +375,26 @@ fn host_wide_settings_without_their_namespace_are_refused() {
         c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     });
     create_fails(&t, &t.id("net"), &b, &["net.ipv4.ip_forward"]);
+    // Without a mount namespace the container would run in ours: masks are refused.
     let b = t.bundle("mnt", &["true"], |c| drop_ns(c, "mount"));
-    create_fails(&t, &t.id("mnt"), &b, &["mount"]);
+    create_fails(&t, &t.id("mnt"), &b, &["maskedPaths", "mount namespace"]);
+}
+
+/// A namespace listed twice is refused, as runc does ("duplicated ns"), new or by path.
+#[test]
+fn a_namespace_listed_twice_is_refused() {
+    let Some(t) = Test::new("ns_twice") else {
+        return;
+    };
+    for (tag, extra) in [
+        ("new", json!({"type": "pid"})),
+        ("path", json!({"type": "network", "path": "/proc/1/ns/net"})),
+    ] {
+        let b = t.bundle(tag, &["true"], |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(extra);
+        });
+        create_fails(&t, &t.id(tag), &b, &["linux.namespaces", "listed twice"]);
+    }
 }
 
 /// A program that passes every check but whose execve fails (its interpreter is
