@@ -375,12 +375,6 @@ pub fn remove(created: &[PathBuf], paths: &[PathBuf], root: &Path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 // Sub-cgroups made inside the container (its cgroup namespace) hold it.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && has_subdirs(d) => break,
-                // Processes of others who share it (runc lets them): it stays theirs.
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EBUSY) && !pids(&[d.clone()]).is_empty() =>
-                {
-                    break
-                }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 199 => {
                     std::thread::sleep(std::time::Duration::from_millis(5))
                 }
