@@ -169,6 +169,14 @@ check "docker load" d load -i "$IMAGE_DOCKER_TAR"
 expect_eq "docker run --rm echo" hello "$(d run --rm --network none busybox echo hello 2>&1)"
 d run --rm --network none busybox sh -c 'exit 3' >/dev/null 2>&1
 expect_eq "docker run exit code" 3 "$?"
+# docker reads the runtime's error text: "no such file or directory" and "executable
+# file not found" become 127, "permission denied" 126 (runc's words).
+d run --rm --network none busybox /no/such/binary >/dev/null 2>&1
+expect_eq "docker run of a missing binary: 127" 127 "$?"
+d run --rm --network none busybox no-such-command >/dev/null 2>&1
+expect_eq "docker run of a command not in \$PATH: 127" 127 "$?"
+d run --rm --network none busybox /etc/passwd >/dev/null 2>&1
+expect_eq "docker run of a file that is not executable: 126" 126 "$?"
 expect_eq "docker run -i: stdin reaches the container" "from stdin" \
     "$(echo 'from stdin' | d run --rm -i --network none busybox cat 2>&1)"
 expect_eq "docker's default seccomp profile is enforced" "Seccomp:	2" \
@@ -239,6 +247,11 @@ check "the container is in $CGPARENT/<id> on v1 memory" \
 expect_eq "docker exec: output" "hi from exec" "$(d exec c1 echo hi from exec 2>&1)"
 d exec c1 sh -c 'exit 5' >/dev/null 2>&1
 expect_eq "docker exec: exit code" 5 "$?"
+# dockerd answers any failed exec start with 126, runc's too.
+d exec c1 /no/such/binary >/dev/null 2>&1
+expect_eq "docker exec of a missing binary: 126 (as with runc)" 126 "$?"
+d exec c1 /etc/passwd >/dev/null 2>&1
+expect_eq "docker exec of a file that is not executable: 126" 126 "$?"
 expect_eq "docker exec: same pid namespace (sees pid 1 sleep)" "sleep" \
     "$(d exec c1 sh -c 'cat /proc/1/comm' 2>&1)"
 expect_eq "docker exec --user --workdir --env" "1000 /tmp bar" \

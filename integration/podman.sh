@@ -141,6 +141,10 @@ prun --rm "$IMG" sh -c 'exit 3' >/dev/null 2>&1
 expect_eq "run exit code 3" 3 $?
 prun --rm "$IMG" /nonexistent >/dev/null 2>&1
 expect_eq "run of a missing binary: 127" 127 $?
+prun --rm "$IMG" no-such-command >/dev/null 2>&1
+expect_eq "run of a command not in \$PATH: 127" 127 $?
+prun --rm "$IMG" /etc/passwd >/dev/null 2>&1
+expect_eq "run of a file that is not executable: 126" 126 $?
 
 expect_eq "seccomp enforced (podman's default profile)" 2 \
     "$(prun --rm "$IMG" sh -c 'grep "^Seccomp:" /proc/self/status' 2>&1 | awk '{print $2}')"
@@ -204,6 +208,10 @@ fi
 expect_eq "exec output" hi-exec "$(pm exec c1 echo hi-exec 2>&1)"
 pm exec c1 sh -c 'exit 7' >/dev/null 2>&1
 expect_eq "exec exit code 7" 7 $?
+pm exec c1 /nonexistent >/dev/null 2>&1
+expect_eq "exec of a missing binary: 127" 127 $?
+pm exec c1 /etc/passwd >/dev/null 2>&1
+expect_eq "exec of a file that is not executable: 126" 126 $?
 expect_eq "exec --user 1000 -w /tmp -e" "1000 /tmp bar" \
     "$(pm exec --user 1000 -w /tmp -e FOO=bar c1 sh -c 'echo $(id -u) $(pwd) $FOO' 2>&1)"
 expect_eq "exec joins the pid namespace (pid 1 is sleep)" sleep "$(pm exec c1 cat /proc/1/comm 2>&1)"

@@ -167,22 +167,12 @@ pub fn run_warn(kind: Kind, hooks: &[Hook], state: &State) {
     }
     let json = match state_json(kind, state) {
         Ok(j) => j,
-        Err(e) => return warn(&format!("{} hooks: {e:#}", kind.name())),
+        Err(e) => return crate::logging::warn(&format!("{} hooks: {e:#}", kind.name())),
     };
     for (i, h) in hooks.iter().enumerate() {
         if let Err(e) = run_one(h, &json) {
-            warn(&format!("{:#}", describe(kind, i, h, e)));
+            crate::logging::warn(&format!("{:#}", describe(kind, i, h, e)));
         }
-    }
-}
-
-// Into the log if there is one (containerd reads it); otherwise the user must still
-// hear of it, and without a subscriber tracing would drop it.
-fn warn(msg: &str) {
-    if tracing::dispatcher::has_been_set() {
-        tracing::warn!("{msg}");
-    } else {
-        eprintln!("strata: warning: {msg}");
     }
 }
 

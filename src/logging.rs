@@ -119,3 +119,13 @@ pub fn init(log: Option<&std::path::Path>, format: LogFormat, debug: bool) -> an
         None => Ok(false),
     }
 }
+
+/// A warning the user must hear of: into the log if there is one (containerd reads it),
+/// else on stderr (without a subscriber, tracing would drop it).
+pub fn warn(msg: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{msg}");
+    } else {
+        eprintln!("strata: warning: {msg}");
+    }
+}

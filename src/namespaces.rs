@@ -23,6 +23,10 @@ pub struct NsPlan {
     pub ipc: bool,
     /// A new pid namespace: every process dies with the init.
     pub new_pid: bool,
+    /// A mount namespace of its own (new or joined). Without one the container runs in
+    /// ours, as the spec and runc have it: its mounts are made in the runtime's
+    /// namespace, under a bind of the rootfs that delete (or a failed create) detaches.
+    pub mount: bool,
     /// A new time namespace: clone() cannot take CLONE_NEWTIME, so the init unshares it
     /// (see `process::attrs`) and its program enters it at execve.
     pub new_time: bool,
@@ -132,9 +136,7 @@ pub fn plan(nss: &[LinuxNamespace]) -> Result<NsPlan> {
             }
         }
     }
-    if seen & libc::CLONE_NEWNS == 0 {
-        bail!("config.json: linux.namespaces: a mount namespace is required");
-    }
+    p.mount = seen & libc::CLONE_NEWNS != 0;
     if p.user && !p.new_user {
         p.deferred = std::mem::take(&mut p.clone_flags);
     } else if p.new_user && !p.join.is_empty() {

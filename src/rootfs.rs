@@ -19,9 +19,19 @@ use crate::paths::{fstat, Root};
 /// Make our mount tree non-propagating toward the host (or as `rootfsPropagation` says),
 /// and turn the rootfs into a mount point of its own so it can be pivoted to: a bind of
 /// itself, or the overlay of `layers` (mounted only now, so it never reaches the host).
-pub fn prepare(rootfs: &Path, propagation: Option<u64>, layers: Option<&Layers>) -> Result<()> {
+/// Without a mount namespace of its own (`own_ns` false) the host's propagation is left
+/// alone: the bind of the rootfs is made in our namespace, and all the container's
+/// mounts go under it, for delete to detach at once.
+pub fn prepare(
+    rootfs: &Path,
+    propagation: Option<u64>,
+    layers: Option<&Layers>,
+    own_ns: bool,
+) -> Result<()> {
     let root_flags = propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
-    mount_path(None, c"/", None, root_flags, None).context("set propagation of /")?;
+    if own_ns {
+        mount_path(None, c"/", None, root_flags, None).context("set propagation of /")?;
+    }
     let rc = CString::new(rootfs.as_os_str().as_bytes())?;
     if root_flags & libc::MS_SHARED != 0 {
         // pivot_root refuses a shared parent mount; make just that one private.
@@ -55,13 +65,20 @@ fn parent_mountpoint(p: &Path) -> Option<String> {
         .max_by_key(|mp| mp.len())
 }
 
-/// Enter the rootfs: pivot_root, or with `--no-pivot` a move mount and chroot.
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// Enter the rootfs: pivot_root, or with `--no-pivot` a move mount and chroot; in the
+/// runtime's own mount namespace (`own_ns` false) a chroot alone, as runc does (pivot_root
+/// or a move onto / there would change the root of the whole host).
+pub fn enter(rootfs: &Path, no_pivot: bool, own_ns: bool) -> Result<()> {
     let rc = CString::new(rootfs.as_os_str().as_bytes())?;
     if unsafe { libc::chdir(rc.as_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error()).context("chdir to rootfs");
     }
-    if no_pivot {
+    if !own_ns {
+        if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("chroot");
+        }
+    } else if no_pivot {
+        hide_host_proc_and_sys(rootfs)?;
         mount_path(Some(c"."), c"/", None, libc::MS_MOVE, None).context("move rootfs to /")?;
         if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error()).context("chroot");
@@ -96,6 +113,89 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("chdir /");
     }
     Ok(())
+}
+
+/// `--no-pivot` keeps the host's mounts in the container's mount namespace, under the
+/// moved root: a fully visible host procfs or sysfs there lets a process with
+/// CAP_SYS_ADMIN in a user namespace mount a fresh, unmasked one (the kernel only
+/// checks that such a mount exists in the namespace). As runc's msMoveRoot does, each
+/// procfs and sysfs mount outside the rootfs is detached, or, where the user namespace
+/// locks it, covered with an empty read-only tmpfs.
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    let points: Vec<String> = mi
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let mp = pre.split(' ').nth(4)?.replace("\\040", " ");
+            (matches!(fstype, "proc" | "sysfs") && !Path::new(&mp).starts_with(rootfs))
+                .then_some(mp)
+        })
+        .collect();
+    for mp in points {
+        let c = CString::new(mp.as_bytes())?;
+        // Gone with a parent detached before it, or already covered: nothing to hide.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0
+            || !matches!(st.f_type as i64, PROC_SUPER_MAGIC | SYSFS_MAGIC)
+        {
+            continue;
+        }
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            continue;
+        }
+        let fl = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        mount_path(
+            Some(c"tmpfs"),
+            &c,
+            Some(c"tmpfs"),
+            fl,
+            Some(c"size=0,mode=0555"),
+        )
+        .with_context(|| format!("--no-pivot: hide the host's {mp}"))?;
+    }
+    Ok(())
+}
+
+/// Detach what a container without a mount namespace of its own mounted in ours: every
+/// mount stacked on `rootfs` over the one (mount ID `below`) that was there before create,
+/// each taking the mounts below it along. Each is unmounted through an fd checked to be
+/// the top mount at the rootfs (no path is followed again), best effort.
+pub fn detach_host_mounts(rootfs: &Path, below: u64) {
+    let Ok(rc) = CString::new(rootfs.as_os_str().as_bytes()) else {
+        return;
+    };
+    for _ in 0..64 {
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let Ok(fd) = crate::paths::openat(libc::AT_FDCWD, &rc, flags, 0) else {
+            return;
+        };
+        match crate::mounts::remount::mnt_id(fd.as_raw_fd()) {
+            Ok(id) if id != below => {}
+            _ => return,
+        }
+        let p = crate::paths::fd_path(fd.as_raw_fd());
+        if unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let e = std::io::Error::last_os_error();
+            crate::logging::warn(&format!(
+                "unmount the container's mounts at {}: {e}",
+                rootfs.display()
+            ));
+            return;
+        }
+    }
+}
+
+/// The mount ID of the top mount at `path`.
+pub fn mount_id_at(path: &Path) -> Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    let fd = crate::paths::openat(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_CLOEXEC, 0)
+        .with_context(|| format!("open {}", path.display()))?;
+    crate::mounts::remount::mnt_id(fd.as_raw_fd())
+        .with_context(|| format!("mount ID of {}", path.display()))
 }
 
 /// After entering: apply `rootfsPropagation` and `root.readonly`.

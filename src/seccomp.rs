@@ -1,6 +1,8 @@
 //! `linux.seccomp`: compiled to a BPF program with libseccomp in the parent, so that the
 //! child only makes one seccomp(2) call, as late as it can.
 
+mod enosys;
+
 use anyhow::{bail, Context, Result};
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
 use oci_spec::runtime::{
@@ -160,7 +162,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
         // The kernel only accepts it with a listener; without one it means nothing.
         flags &= !FLAG_WAIT_KILLABLE_RECV;
     }
-    let prog = export(&ctx)?;
+    // runc's -ENOSYS stub first: syscalls newer than the profile fail with ENOSYS.
+    let mut prog = enosys::stub(s).with_context(|| format!("{f}: the ENOSYS stub"))?;
+    prog.extend(export(&ctx)?);
     // BPF_MAXINSNS: the kernel refuses longer programs with a bare EINVAL.
     if prog.len() > 4096 {
         bail!(

@@ -39,10 +39,11 @@ const NAMES: &[(&str, i32)] = &[
 ];
 
 /// Parse a signal the way runc does: a number, a name, or a name with `SIG`; RTMIN+n too.
+/// 0 is kill(2)'s liveness check: `kill ID 0` fails only if the container is not running.
 pub fn parse(s: &str) -> Result<i32> {
     let t = s.trim();
     if let Ok(n) = t.parse::<i32>() {
-        if n > 0 && n <= libc::SIGRTMAX() {
+        if n >= 0 && n <= libc::SIGRTMAX() {
             return Ok(n);
         }
         bail!("unknown signal {s:?}");
@@ -81,7 +82,8 @@ mod tests {
         assert_eq!(parse("2").unwrap(), 2);
         assert_eq!(parse("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
         assert!(parse("SIGFOO").is_err());
-        assert!(parse("0").is_err());
+        assert_eq!(parse("0").unwrap(), 0);
+        assert!(parse("-1").is_err());
         assert!(parse("999").is_err());
     }
 }

@@ -76,6 +76,14 @@ pub struct ContainerState {
     /// True when the container has its own pid namespace (its processes die with init).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// Its cgroup already had other processes at create (runc lets users share one):
+    /// `delete` then kills only the init, never sweeps the cgroup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_cgroup: bool,
+    /// No mount namespace of its own: the ID of the mount at the rootfs before create.
+    /// The container's mounts were made in ours, over it; delete detaches them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount_below: Option<u64>,
     /// config.json's hooks: poststart and poststop run from here, as the bundle may
     /// have changed since create.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -87,13 +87,39 @@ fn program_not_found() {
     let Some(t) = Test::new("no_prog") else {
         return;
     };
+    // Worded as runc words them: docker and podman turn "executable file not found" and
+    // "no such file or directory" into exit code 127, "permission denied" into 126.
     let b = t.bundle("b", &["no-such-program-xyz"], |_| {});
-    create_fails(&t, &t.id("c"), &b, &["no-such-program-xyz"]);
+    create_fails(
+        &t,
+        &t.id("c"),
+        &b,
+        &[r#"exec: "no-such-program-xyz": executable file not found in $PATH"#],
+    );
     let b = t.bundle("abs", &["/bin/no-such-program-abs"], |_| {});
-    create_fails(&t, &t.id("abs"), &b, &["/bin/no-such-program-abs"]);
-    // A directory is not a program.
+    create_fails(
+        &t,
+        &t.id("abs"),
+        &b,
+        &[
+            r#"exec: "/bin/no-such-program-abs": stat /bin/no-such-program-abs: no such file or directory"#,
+        ],
+    );
+    // A directory, or a file without an x bit, is not a program.
     let b = t.bundle("dir", &["/etc"], |_| {});
-    create_fails(&t, &t.id("dir"), &b, &["/etc"]);
+    create_fails(
+        &t,
+        &t.id("dir"),
+        &b,
+        &[r#"exec: "/etc": permission denied"#],
+    );
+    let b = t.bundle("noexec", &["/etc/passwd"], |_| {});
+    create_fails(
+        &t,
+        &t.id("noexec"),
+        &b,
+        &[r#"exec: "/etc/passwd": permission denied"#],
+    );
 }
 
 #[test]
@@ -246,7 +272,7 @@ fn pid_file_in_a_missing_directory() {
         "--pid-file",
         pf.to_str().unwrap(),
     ])
-    .assert_error(&["pid file", "no-such-dir"]);
+    .assert_error(&["--pid-file", "no-such-dir/pid"]);
     t.assert_no_leftovers(&id);
 }
 
@@ -349,8 +375,26 @@ fn host_wide_settings_without_their_namespace_are_refused() {
         c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     });
     create_fails(&t, &t.id("net"), &b, &["net.ipv4.ip_forward"]);
+    // Without a mount namespace the container would run in ours: masks are refused.
     let b = t.bundle("mnt", &["true"], |c| drop_ns(c, "mount"));
-    create_fails(&t, &t.id("mnt"), &b, &["mount"]);
+    create_fails(&t, &t.id("mnt"), &b, &["maskedPaths", "mount namespace"]);
+}
+
+/// A namespace listed twice is refused, as runc does ("duplicated ns"), new or by path.
+#[test]
+fn a_namespace_listed_twice_is_refused() {
+    let Some(t) = Test::new("ns_twice") else {
+        return;
+    };
+    for (tag, extra) in [
+        ("new", json!({"type": "pid"})),
+        ("path", json!({"type": "network", "path": "/proc/1/ns/net"})),
+    ] {
+        let b = t.bundle(tag, &["true"], |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(extra);
+        });
+        create_fails(&t, &t.id(tag), &b, &["linux.namespaces", "listed twice"]);
+    }
 }
 
 /// A program that passes every check but whose execve fails (its interpreter is

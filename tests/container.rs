@@ -676,3 +676,116 @@ fn rshared_bind_stays_shared_inside() {
         "not shared inside: {out}"
     );
 }
+
+/// A read-only /dev (or any read-only tmpfs) is mounted read-write and made read-only at
+/// the end, as runc does: /dev/pts, /dev/shm, the device nodes and links are made in it
+/// first (strata used to fail with "create mount point /dev/pts: Read-only file system").
+#[test]
+fn read_only_dev_and_tmpfs() {
+    for env in ["", "STRATA_NO_MOUNT_SETATTR"] {
+        let Some(mut t) = Test::new("ro_dev") else {
+            return;
+        };
+        if !env.is_empty() {
+            t = t.with_env(env, "1");
+        }
+        let out = t.sh(
+            "c",
+            "awk '$5==\"/dev\" || $5==\"/tmp\" {print $5, $6}' /proc/self/mountinfo; \
+             touch /dev/x 2>/dev/null && echo WROTE-DEV; touch /tmp/x 2>/dev/null && echo WROTE-TMP; \
+             echo hi > /dev/null && test -c /dev/zero && test -d /dev/pts && test -L /dev/fd && echo devices-ok",
+            |c| {
+                for m in c["mounts"].as_array_mut().unwrap() {
+                    if m["destination"] == "/dev" {
+                        m["options"].as_array_mut().unwrap().push(json!("ro"));
+                    }
+                }
+                add_mount(
+                    c,
+                    json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "mode=1777"]}),
+                );
+            },
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.contains(&"devices-ok"), "{env}: {out}");
+        assert!(!out.contains("WROTE"), "{env}: {out}");
+        for mp in ["/dev ", "/tmp "] {
+            let l = lines.iter().find(|l| l.starts_with(mp)).unwrap();
+            assert!(l[mp.len()..].starts_with("ro,"), "{env}: {l}");
+        }
+    }
+}
+
+/// Without a mount namespace the container runs in the runtime's, as the spec and runc
+/// have it (strata used to refuse): chrooted into its rootfs (exec too), its mounts made
+/// in ours under a bind of the rootfs, which delete, or a failed create, detaches (runc
+/// leaves them on the host). What would change the host itself is refused.
+#[test]
+fn without_a_mount_namespace() {
+    let Some(t) = Test::new("no_mntns") else {
+        return;
+    };
+    let rootfs = t.rootfs_copy("rootfs");
+    let ours = fs::read_link("/proc/self/ns/mnt").unwrap();
+    let mounted = || {
+        host_mount_points()
+            .into_iter()
+            .filter(|m| Path::new(m).starts_with(&rootfs))
+            .collect::<Vec<_>>()
+    };
+    let no_mntns = |c: &mut Value| {
+        set_root(c, &rootfs);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+    };
+    let b = t.bundle("b", &["sleep", "1000"], no_mntns);
+    let id = t.id("c");
+    t.strata(&["run", "-d", &id, "-b", b.to_str().unwrap()])
+        .ok();
+    assert!(!mounted().is_empty(), "its mounts are in our namespace");
+    let out = t.strata(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/mnt; test -x /linuxrc && echo in-rootfs",
+    ]);
+    out.ok();
+    assert_eq!(
+        out.lines(),
+        [ours.to_str().unwrap(), "in-rootfs"],
+        "{out:#?}"
+    );
+    t.force_delete(&id);
+    assert_eq!(mounted(), Vec::<String>::new(), "mounts left on the host");
+
+    // A create that fails half-way leaves none either.
+    let b = t.bundle("bad", &["true"], |c| {
+        no_mntns(c);
+        bind_mount(c, &t.dir.join("no-such-source"), "/mnt", false);
+    });
+    create_fails(&t, &t.id("bad"), &b, &["no-such-source"]);
+    assert_eq!(mounted(), Vec::<String>::new(), "mounts left on the host");
+
+    // Masks and rootfsPropagation would act on the host's mounts: refused, as in runc.
+    let b = t.bundle("masked", &["true"], |c| {
+        no_mntns(c);
+        c["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    });
+    create_fails(&t, &t.id("masked"), &b, &["maskedPaths", "mount namespace"]);
+    let b = t.bundle("prop", &["true"], |c| {
+        no_mntns(c);
+        c["linux"]["rootfsPropagation"] = json!("rshared");
+    });
+    create_fails(
+        &t,
+        &t.id("prop"),
+        &b,
+        &["rootfsPropagation", "mount namespace"],
+    );
+    assert_eq!(mounted(), Vec::<String>::new(), "mounts left on the host");
+}

@@ -168,7 +168,7 @@ fn exec_env_cwd_user_groups_caps() {
     let mut env: Vec<&str> = out.stdout.lines().collect();
     env.sort();
     assert_eq!(env, ["FOO=2", "PATH=/usr/bin", "TERM=dumb"], "{out:#?}");
-    exec(&t, &["-e", "PATH=/nowhere", &id, "env"]).assert_error(&["\"env\"", "PATH"]);
+    exec(&t, &["-e", "PATH=/nowhere", &id, "env"]).assert_exec_error(&["\"env\"", "PATH"]);
 
     // --cwd, and the config's cwd (/) without it.
     assert_eq!(
@@ -176,7 +176,7 @@ fn exec_env_cwd_user_groups_caps() {
         "/dev/shm\n"
     );
     assert_eq!(exec(&t, &[&id, "pwd"]).ok().stdout, "/\n");
-    exec(&t, &["--cwd", "/no/such/dir", &id, "pwd"]).assert_error(&["/no/such/dir"]);
+    exec(&t, &["--cwd", "/no/such/dir", &id, "pwd"]).assert_exec_error(&["/no/such/dir"]);
 
     // -u uid:gid, -u uid, and -g.
     assert_eq!(
@@ -202,7 +202,7 @@ fn exec_env_cwd_user_groups_caps() {
     let mut groups: Vec<&str> = out.stdout.split_whitespace().collect();
     groups.sort();
     assert_eq!(groups, ["10", "1000", "20"], "{out:#?}");
-    exec(&t, &["-u", "bob", &id, "true"]).assert_error(&["bob"]);
+    exec(&t, &["-u", "bob", &id, "true"]).assert_exec_error(&["bob"]);
 
     // --cap adds to the config's sets (which lack CAP_NET_ADMIN).
     let caps = |extra: &[&str]| {
@@ -303,9 +303,9 @@ fn exec_process_json() {
     );
 
     fs::write(&p, "{not json").unwrap();
-    exec(&t, &["--process", p.to_str().unwrap(), &id]).assert_error(&["process.json"]);
+    exec(&t, &["--process", p.to_str().unwrap(), &id]).assert_exec_error(&["process.json"]);
     let missing = t.dir.join("missing.json");
-    exec(&t, &["--process", missing.to_str().unwrap(), &id]).assert_error(&["missing.json"]);
+    exec(&t, &["--process", missing.to_str().unwrap(), &id]).assert_exec_error(&["missing.json"]);
     t.force_delete(&id);
 }
 
@@ -369,19 +369,19 @@ fn exec_refused_when_paused_stopped_or_missing() {
     let (id, _) = t.run_detached("c", SLEEPER, |_| {});
     t.strata(&["pause", &id]).ok();
     assert_eq!(t.status(&id), "paused");
-    exec(&t, &[&id, "true"]).assert_error(&["paused"]);
+    exec(&t, &[&id, "true"]).assert_exec_error(&["paused"]);
     t.strata(&["resume", &id]).ok();
     exec(&t, &[&id, "true"]).ok();
     t.strata(&["kill", &id, "KILL"]).ok();
     t.wait_status(&id, "stopped");
-    exec(&t, &[&id, "true"]).assert_error(&["stopped"]);
+    exec(&t, &[&id, "true"]).assert_exec_error(&["stopped"]);
     t.strata(&["delete", &id]).ok();
     t.assert_no_leftovers(&id);
-    exec(&t, &[&id, "true"]).assert_error(&["does not exist"]);
-    exec(&t, &["no-such-container", "true"]).assert_error(&["does not exist"]);
+    exec(&t, &[&id, "true"]).assert_exec_error(&["does not exist"]);
+    exec(&t, &["no-such-container", "true"]).assert_exec_error(&["does not exist"]);
     // No command at all.
     let (id, _) = t.run_detached("d", SLEEPER, |_| {});
-    exec(&t, &[&id]).assert_error(&["command"]);
+    exec(&t, &[&id]).assert_exec_error(&["command"]);
     t.force_delete(&id);
 }
 
@@ -504,11 +504,23 @@ fn exec_of_a_missing_program_fails_and_leaves_nothing() {
     let before = processes_in_cgroup(&id);
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(before[0].0, init);
-    exec(&t, &[&id, "no-such-program", "arg"]).assert_error(&["no-such-program"]);
-    exec(&t, &[&id, "/bin/no-such-program"]).assert_error(&["/bin/no-such-program"]);
-    // A directory is not a program either.
-    exec(&t, &[&id, "/dev"]).assert_error(&["/dev"]);
-    exec(&t, &["-d", &id, "no-such-program"]).assert_error(&["no-such-program"]);
+    // Worded as runc words them: docker and podman read 127 / 126 out of these.
+    exec(&t, &[&id, "no-such-program", "arg"])
+        .assert_exec_error(&[r#"exec: "no-such-program": executable file not found in $PATH"#]);
+    exec(&t, &[&id, "/bin/no-such-program"]).assert_exec_error(&[
+        r#"exec: "/bin/no-such-program": stat /bin/no-such-program: no such file or directory"#,
+    ]);
+    // A directory, or a file without an x bit, is not a program either.
+    exec(&t, &[&id, "/dev"]).assert_exec_error(&[r#"exec: "/dev": permission denied"#]);
+    exec(&t, &[&id, "/etc/passwd"])
+        .assert_exec_error(&[r#"exec: "/etc/passwd": permission denied"#]);
+    exec(&t, &["-d", &id, "no-such-program"]).assert_exec_error(&["no-such-program"]);
+    // A pid file that cannot be written: an error naming it, and no process left.
+    exec(
+        &t,
+        &["--pid-file", "/nonexistent/dir/pid", &id, "sleep", "100"],
+    )
+    .assert_exec_error(&["--pid-file /nonexistent/dir/pid", "No such file"]);
     let after = processes_in_cgroup(&id);
     assert_eq!(after, before, "an exec process was left behind");
     assert_eq!(t.status(&id), "running");
@@ -541,5 +553,36 @@ fn foreground_exec_forwards_signals() {
         assert!(o.stdout.contains("got-term"), "{tag}: {o:#?}");
     }
     assert_eq!(t.status(&id), "running");
+    t.force_delete(&id);
+}
+
+/// `--debug` shows what exec does, as runc's does (its nsexec lines): the namespaces it
+/// joins, the process it started and how it ended; the program's own output is untouched.
+#[test]
+fn debug_output_of_exec() {
+    let Some(t) = Test::new("exec_debug") else {
+        return;
+    };
+    let (id, init) = t.run_detached("c", SLEEPER, |_| {});
+    let out = t.strata(&["--debug", "exec", &id, "sh", "-c", "echo hi; exit 3"]);
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert_eq!(out.stdout, "hi\n");
+    let debug: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        debug.iter().all(|l| l.contains("level=debug")),
+        "only debug lines: {out:#?}"
+    );
+    for needle in [
+        format!("init=\"{init}\""),
+        "joining the init's namespaces".into(),
+        "process started".into(),
+        "status=\"3\"".into(),
+    ] {
+        assert!(out.stderr.contains(&needle), "no {needle:?}: {out:#?}");
+    }
+    // Without --debug: nothing on stderr.
+    let out = exec(&t, &[&id, "true"]);
+    out.ok();
+    assert_eq!(out.stderr, "");
     t.force_delete(&id);
 }

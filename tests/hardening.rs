@@ -523,7 +523,7 @@ fn container_signal_state_is_clean() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 7. cgroupsPath never adopts a hierarchy root or a busy cgroup
+// 7. cgroupsPath never adopts a hierarchy root; a busy cgroup is shared, its processes spared
 
 /// A `sleep 30` moved into /sys/fs/cgroup/pids/<name>; killed and removed on drop.
 struct Victim {
@@ -535,7 +535,7 @@ impl Drop for Victim {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Anything else in there only got in because strata wrongly adopted the cgroup.
+        // Anything else in there got in with the container that shared it.
         let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
         for pid in procs
             .split_whitespace()
@@ -560,8 +560,12 @@ fn cgroups_path_root_is_refused() {
     create_fails(&t, &id, &b, &["linux.cgroupsPath", "root of"]);
 }
 
+/// runc 1.1 warns ("container's cgroup is not empty") and goes on: users share cgroups on
+/// purpose. The container joins the busy cgroup, and neither its end nor `delete` (the
+/// container has no pid namespace of its own, so delete would sweep the cgroup) kills the
+/// processes that were there before it.
 #[test]
-fn cgroups_path_busy_cgroup_is_refused() {
+fn cgroups_path_busy_cgroup_is_shared_with_a_warning() {
     let Some(t) = Test::new("cg_busy") else {
         return;
     };
@@ -584,30 +588,36 @@ fn cgroups_path_busy_cgroup_is_refused() {
     let victim = Victim { child, dir };
     let vpid = victim.child.id() as i32;
     fs::write(victim.dir.join("cgroup.procs"), vpid.to_string()).unwrap();
-    fs::write(victim.dir.join("pids.max"), "50").unwrap();
-    let pids_max = fs::read_to_string(victim.dir.join("pids.max")).unwrap();
 
     let id = t.id("c");
-    let b = t.bundle("b", &["true"], |c| {
+    let b = t.bundle("b", &["echo", "started"], |c| {
         c["linux"]["cgroupsPath"] = json!(format!("/{name}"));
         c["linux"]["resources"]["pids"] = json!({"limit": 7});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid");
     });
-    create_fails(&t, &id, &b, &["linux.cgroupsPath", "already has processes"]);
-
-    assert!(process_alive(vpid), "the victim was killed");
-    assert_eq!(
-        fs::read_to_string(victim.dir.join("pids.max")).unwrap(),
-        pids_max,
-        "the victim's pids.max changed"
+    let out = t.strata(&["run", &id, "-b", b.to_str().unwrap()]);
+    out.ok();
+    assert_eq!(out.stdout, "started\n", "{out:#?}");
+    assert!(
+        out.stderr.contains("is not empty") && out.stderr.contains(&name),
+        "no warning about the shared cgroup: {out:#?}"
     );
+    assert!(
+        process_alive(vpid),
+        "the process already in the cgroup was killed"
+    );
+    // The shared cgroup got the container's limit, as in runc.
     assert_eq!(
-        fs::read_to_string(victim.dir.join("cgroup.procs"))
+        fs::read_to_string(victim.dir.join("pids.max"))
             .unwrap()
             .trim(),
-        vpid.to_string(),
-        "the victim's cgroup gained or lost processes"
+        "7"
     );
-    // Only our own directory of that name exists: strata removed what it made elsewhere.
+    assert!(!t.root.join(&id).exists(), "state dir left behind");
+    // What strata made on the other hierarchies is gone; the shared one stays.
     assert_eq!(cgroup_dirs_of(&name), vec![victim.dir.clone()]);
     drop(victim);
     assert!(cgroup_dirs_of(&name).is_empty());

@@ -193,7 +193,8 @@ fn run_passes_the_exit_code_and_rm_cleans_up() {
     let out = e.si(&["run", "busybox", "/no/such"]);
     assert_ne!(out.code, 0, "{out:#?}");
     assert!(
-        out.stderr.contains("\"/no/such\": No such file"),
+        out.stderr
+            .contains("\"/no/such\": stat /no/such: no such file or directory"),
         "{out:#?}"
     );
 }

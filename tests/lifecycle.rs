@@ -360,9 +360,11 @@ fn kill_unknown_signal_leaves_container_alone() {
         .ok();
     wait_file(&out.join("ready"));
     let pid = t.pid(&id);
-    for bad in ["SIGFOO", "FOO", "0", "999"] {
+    for bad in ["SIGFOO", "FOO", "65", "999"] {
         t.strata(&["kill", &id, bad]).assert_error(&["signal"]);
     }
+    // 0 is kill(2)'s liveness check, as in runc: fine while running, an error once stopped.
+    t.strata(&["kill", &id, "0"]).ok();
     t.strata(&["kill", &id, "SIGFOO"])
         .assert_error(&["unknown signal", "SIGFOO"]);
     std::thread::sleep(Duration::from_millis(200));
@@ -372,6 +374,7 @@ fn kill_unknown_signal_leaves_container_alone() {
     t.strata(&["kill", &id, "TERM"]).ok();
     t.wait_status(&id, "stopped");
     assert_eq!(fs::read_to_string(out.join("log")).unwrap(), "term\n");
+    t.strata(&["kill", &id, "0"]).assert_error(&["not running"]);
     t.strata(&["delete", &id]).ok();
     t.assert_no_leftovers(&id);
 }
@@ -530,6 +533,74 @@ fn spec_writes_a_runnable_default_config() {
         .iter()
         .any(|n| n["type"] == "user"));
     assert_eq!(rl["linux"]["uidMappings"][0]["hostID"], 0);
+}
+
+/// Validates `file` against the runtime-spec's config schema (as shipped in `schema`),
+/// with Python's jsonschema; Some(errors) (empty when valid), or None when no python3
+/// with jsonschema is installed.
+fn schema_errors(schema: &Path, file: &Path) -> Option<String> {
+    const CHECK: &str = r#"
+import json, pathlib, sys
+import jsonschema
+d = pathlib.Path(sys.argv[1])
+store = {}
+for f in d.glob("*.json"):
+    s = json.load(open(f))
+    store["file://" + str(f)] = s
+    store[f.name] = s
+schema = store["config-schema.json"]
+resolver = jsonschema.RefResolver("file://" + str(d) + "/", schema, store=store)
+v = jsonschema.Draft4Validator(schema, resolver=resolver)
+for e in v.iter_errors(json.load(open(sys.argv[2]))):
+    print("/".join(map(str, e.path)) + ": " + e.message)
+"#;
+    // Debian's python3-jsonschema is for the system python, whatever else is on PATH.
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| !p.starts_with('/') || Path::new(p).is_file())?;
+    let out = std::process::Command::new(python)
+        .args(["-W", "ignore", "-c", CHECK])
+        .arg(schema)
+        .arg(file)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "python3 jsonschema: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `strata spec` (and `--rootless`) writes a config the runtime-spec's own JSON schema
+/// accepts. The schema comes from Debian's golang-github-opencontainers-specs-dev.
+#[test]
+fn spec_output_validates_against_the_runtime_spec_schema() {
+    let Some(t) = Test::new("spec_schema") else {
+        return;
+    };
+    let schema = Path::new("/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema");
+    if !schema.join("config-schema.json").is_file() {
+        eprintln!("SKIP: spec_output_validates_against_the_runtime_spec_schema: no runtime-spec schema at {} (golang-github-opencontainers-specs-dev)", schema.display());
+        return;
+    }
+    for (tag, args) in [("plain", vec![]), ("rootless", vec!["--rootless"])] {
+        let b = t.mkdir(tag);
+        let mut a = vec!["spec", "-b", b.to_str().unwrap()];
+        a.extend(args);
+        t.strata(&a).ok();
+        let Some(errors) = schema_errors(schema, &b.join("config.json")) else {
+            eprintln!("SKIP: spec_output_validates_against_the_runtime_spec_schema: no python3 with jsonschema");
+            return;
+        };
+        assert_eq!(errors, "", "strata spec {tag}: schema errors");
+    }
+    // The check can fail: a config the schema refuses is reported.
+    let bad = t.dir.join("bad.json");
+    fs::write(&bad, r#"{"ociVersion": 1, "process": {"cwd": 5}}"#).unwrap();
+    assert_ne!(schema_errors(schema, &bad).unwrap(), "");
 }
 
 #[test]

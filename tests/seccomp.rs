@@ -674,3 +674,73 @@ fn a_hung_setup_can_still_be_stopped_with_sigterm() {
     drop(fd);
     t.assert_no_leftovers(&id);
 }
+
+/// runc's ENOSYS stub: with a non-allowing default, a syscall newer than the newest one
+/// the profile names fails with ENOSYS (so programs fall back, as glibc does from
+/// faccessat2 to faccessat), whatever `defaultErrnoRet` says; an older unlisted one gets
+/// the default errno. The program is the host's perl (its /usr bound in, its /lib and
+/// /lib64 as they are on the host), as busybox cannot make an arbitrary syscall.
+#[test]
+fn syscalls_newer_than_the_profile_fail_with_enosys() {
+    use libseccomp::{ScmpArch, ScmpSyscall};
+    let Some(t) = Test::new("seccomp_enosys") else {
+        return;
+    };
+    if !std::path::Path::new("/usr/bin/perl").is_file() {
+        eprintln!(
+            "SKIP: syscalls_newer_than_the_profile_fail_with_enosys: no /usr/bin/perl on the host"
+        );
+        return;
+    }
+    let nr = |name: &str| ScmpSyscall::from_name(name).ok().map(i32::from);
+    let (Some(newest), Some(denied), Some(newer)) =
+        (nr("close_range"), nr("getppid"), nr("faccessat2"))
+    else {
+        eprintln!("SKIP: syscalls_newer_than_the_profile_fail_with_enosys: this libseccomp does not know close_range or faccessat2");
+        return;
+    };
+    assert!(newer > newest, "faccessat2 must come after close_range");
+    // Every syscall up to close_range but getppid.
+    let allowed: Vec<String> = (0..=newest)
+        .filter(|&n| n != denied)
+        .filter_map(|n| {
+            ScmpSyscall::from(n)
+                .get_name_by_arch(ScmpArch::native())
+                .ok()
+        })
+        .collect();
+    let script = format!(
+        "my $p = qq(/); syscall({denied}); print $!+0, qq(\\n); $!=0; syscall({newer}, -100, $p, 0, 0); print $!+0, qq(\\n);"
+    );
+    let rootfs = t.rootfs_copy("rootfs");
+    let mut binds = vec!["/usr".to_string()];
+    for d in ["lib", "lib64", "lib32"] {
+        let host = std::path::Path::new("/").join(d);
+        match std::fs::read_link(&host) {
+            Ok(l) => std::os::unix::fs::symlink(l, rootfs.join(d)).unwrap(),
+            Err(_) if host.is_dir() => binds.push(host.display().to_string()),
+            Err(_) => {}
+        }
+    }
+    for errno in [None, Some(1)] {
+        let out = t.run("c", &["/usr/bin/perl", "-e", &script], |c| {
+            set_root(c, &rootfs);
+            for b in &binds {
+                bind_mount(c, std::path::Path::new(b), b, true);
+            }
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+            });
+            if let Some(e) = errno {
+                c["linux"]["seccomp"]["defaultErrnoRet"] = json!(e);
+            }
+        });
+        out.ok();
+        assert_eq!(
+            out.lines(),
+            [libc::EPERM.to_string(), libc::ENOSYS.to_string()],
+            "defaultErrnoRet {errno:?}: {out:#?}"
+        );
+    }
+}

@@ -403,9 +403,9 @@ fn new_session_keyring_unless_asked_not_to() {
 /// `pwd; ls -A` run with `cwd`: refused naming process.cwd (true), or run somewhere that
 /// is neither the test's dir nor one of the host dirs passed as fds (false).
 #[track_caller]
-fn cwd_refused_or_contained(t: &Test, out: &Output, cwd: &str) -> bool {
+fn cwd_refused_or_contained(t: &Test, out: &Output, cwd: &str, code: i32) -> bool {
     if out.code != 0 {
-        out.assert_error(&["process.cwd", cwd]);
+        out.assert_error_code(code, &["process.cwd", cwd]);
         return true;
     }
     let l = out.lines();
@@ -436,7 +436,7 @@ fn cwd_cannot_escape_through_proc_self_fd() {
         let _keep = with_extra_fds(&t, &mut cmd);
         let out = run_cmd(&mut cmd, TIMEOUT);
         t.assert_no_leftovers(&id);
-        refused += cwd_refused_or_contained(&t, &out, &cwd) as usize;
+        refused += cwd_refused_or_contained(&t, &out, &cwd, 1) as usize;
     }
     assert!(refused > 0, "no /proc/self/fd/N cwd was refused");
     // Climbing out with .. stays at the container's root.
@@ -619,7 +619,7 @@ fn exec_cwd_cannot_escape_through_proc_self_fd() {
         let mut cmd = t.command(&["exec", "--cwd", &cwd, &id, "sh", "-c", "pwd; ls -A"]);
         let _keep = with_extra_fds(&t, &mut cmd);
         let out = run_cmd(&mut cmd, TIMEOUT);
-        refused += cwd_refused_or_contained(&t, &out, &cwd) as usize;
+        refused += cwd_refused_or_contained(&t, &out, &cwd, 255) as usize;
     }
     assert!(refused > 0, "no /proc/self/fd/N cwd was refused");
     t.strata(&["delete", "--force", &id]).ok();
@@ -645,4 +645,151 @@ fn cgroupfs_is_read_only_without_a_cgroup_namespace() {
         },
     );
     assert_eq!(out, "end\n", "a cgroup dir was writable");
+}
+
+/// A host directory with a tmpfs mounted at `sub` below it, unmounted when dropped.
+struct HostTree(PathBuf);
+
+impl HostTree {
+    fn new(t: &Test, rel: &str) -> Option<HostTree> {
+        let d = t.mkdir(rel);
+        let sub = d.join("sub");
+        fs::create_dir(&sub).unwrap();
+        let c = std::ffi::CString::new(sub.to_str().unwrap()).unwrap();
+        let r = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            eprintln!(
+                "SKIP: {}: cannot mount a tmpfs on the host ({})",
+                t.name,
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        Some(HostTree(d))
+    }
+}
+
+impl Drop for HostTree {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.0.join("sub").to_str().unwrap()).unwrap();
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn in_userns(c: &mut serde_json::Value) {
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c["linux"]["uidMappings"] = map.clone();
+    c["linux"]["gidMappings"] = map;
+}
+
+/// `ro` on an rbind is read-only all the way down (runc 1.1 leaves the submounts
+/// writable); the recursive `r*` options reach the submounts too, and plain flags stay
+/// on the top mount. With `/sys` bound `rbind,ro` and no cgroup namespace (what rootless
+/// configs do), no cgroup hierarchy is writable inside (CVE-2023-25809 class).
+fn rbind_ro_reaches_submounts(t: Test, userns: bool) {
+    let Some(tree) = HostTree::new(&t, "tree") else {
+        return;
+    };
+    let script = "touch /mnt/sub/x 2>/dev/null && echo WROTE; \
+        awk '$5==\"/mnt/sub\" || $5==\"/ro/sub\" {print $5, $6}' /proc/self/mountinfo; \
+        awk '$5 ~ /^\\/sys/ && $6 !~ /^ro/ {print \"rw:\", $5}' /proc/self/mountinfo; \
+        for d in /sys/fs/cgroup/*/; do mkdir ${d}strata-x 2>/dev/null && echo \"made $d\"; done; \
+        echo end";
+    let out = t.sh("c", script, |c| {
+        if userns {
+            in_userns(c);
+        }
+        add_mount(
+            c,
+            json!({"destination": "/mnt", "type": "bind", "source": tree.0, "options": ["rbind", "ro"]}),
+        );
+        add_mount(
+            c,
+            json!({"destination": "/ro", "type": "bind", "source": tree.0,
+                   "options": ["rbind", "rnosuid", "rnodev", "rnoexec"]}),
+        );
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        for m in mounts.iter_mut().filter(|m| m["destination"] == "/sys") {
+            *m = json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        }
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+        // Enough rights to write to a writable cgroupfs, were one left.
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_DAC_OVERRIDE"));
+        }
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        !out.contains("WROTE"),
+        "a submount of an rbind,ro was writable: {out}"
+    );
+    let opts = |mp: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(mp))
+            .unwrap_or_else(|| panic!("{mp} not mounted: {out}"))
+            .trim()
+            .split(',')
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(opts("/mnt/sub ")[0], "ro", "{out}");
+    let ro_sub = opts("/ro/sub ");
+    assert_eq!(ro_sub[0], "rw", "{out}");
+    for o in ["nosuid", "nodev", "noexec"] {
+        assert!(ro_sub.iter().any(|x| x == o), "/ro/sub lacks {o}: {out}");
+    }
+    assert!(
+        !out.contains("rw: "),
+        "a mount under /sys is writable: {out}"
+    );
+    assert!(!out.contains("made "), "a host cgroup was made: {out}");
+    assert!(out.ends_with("end\n"), "{out}");
+    assert!(
+        cgroup_dirs_of("strata-x").is_empty(),
+        "a cgroup was created on the host"
+    );
+}
+
+#[test]
+fn rbind_ro_is_read_only_all_the_way_down() {
+    if let Some(t) = Test::new("rbind_ro") {
+        rbind_ro_reaches_submounts(t, false);
+    }
+}
+
+#[test]
+fn rbind_ro_is_read_only_all_the_way_down_in_a_user_namespace() {
+    if let Some(t) = Test::new("rbind_ro_userns") {
+        rbind_ro_reaches_submounts(t, true);
+    }
+}
+
+/// The same without mount_setattr: the bind is attached, then each mount remounted.
+#[test]
+fn rbind_ro_is_read_only_all_the_way_down_without_mount_setattr() {
+    if let Some(t) = Test::new("rbind_ro_remount") {
+        rbind_ro_reaches_submounts(t.with_env("STRATA_NO_MOUNT_SETATTR", "1"), false);
+    }
+    if let Some(t) = Test::new("rbind_ro_remount_userns") {
+        rbind_ro_reaches_submounts(t.with_env("STRATA_NO_MOUNT_SETATTR", "1"), true);
+    }
 }

@@ -207,6 +207,18 @@ fn exec_tty_with_console_socket() {
 
 /// `script -qec CMD /dev/null`: CMD runs with a pty as its terminal; script returns
 /// its exit code and copies its output.
+/// script(1) (util-linux) gives the foreground tests a terminal; without it they SKIP.
+fn have_script(test: &str) -> bool {
+    let ok = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: {test}: no script(1) on this host (util-linux) to give strata a terminal");
+    }
+    ok
+}
+
 fn under_script(t: &Test, args: &[&str], stdin: &str) -> Output {
     let mut cmd = format!("{} --root {}", STRATA, t.root.display());
     for a in args {
@@ -228,6 +240,9 @@ fn foreground_run_proxies_the_terminal() {
     let Some(t) = Test::new("fg_run") else {
         return;
     };
+    if !have_script("foreground_run_proxies_the_terminal") {
+        return;
+    }
     let b = t.bundle(
         "b",
         &[
@@ -271,6 +286,9 @@ fn foreground_exec_tty_proxies_the_terminal() {
     let Some(t) = Test::new("fg_exec") else {
         return;
     };
+    if !have_script("foreground_exec_tty_proxies_the_terminal") {
+        return;
+    }
     let (id, _) = t.run_detached("c", "exec sleep 1000", |_| {});
     let out = under_script(
         &t,
@@ -348,7 +366,7 @@ fn terminal_errors() {
     // The same for exec.
     let (cid, _) = t.run_detached("c", "exec sleep 1000", |_| {});
     t.strata(&["exec", "-d", "-t", &cid, "sh"])
-        .assert_error(&["--console-socket"]);
+        .assert_exec_error(&["--console-socket"]);
     t.strata(&[
         "exec",
         "--console-socket",
@@ -356,7 +374,7 @@ fn terminal_errors() {
         &cid,
         "sh",
     ])
-    .assert_error(&["--console-socket", "terminal is false"]);
+    .assert_exec_error(&["--console-socket", "terminal is false"]);
     t.strata(&[
         "exec",
         "-t",
@@ -365,7 +383,7 @@ fn terminal_errors() {
         &cid,
         "sh",
     ])
-    .assert_error(&["missing.sock"]);
+    .assert_exec_error(&["missing.sock"]);
     let procs = processes_in_cgroup(&cid);
     assert_eq!(procs.len(), 1, "exec left processes behind: {procs:?}");
     t.force_delete(&cid);
@@ -405,4 +423,67 @@ fn a_dev_console_symlink_in_the_image_is_refused() {
         std::fs::read_to_string(rootfs.join("etc/hostname")).unwrap(),
         before
     );
+}
+
+/// As runc makes them: the pty (run with a console socket, and `exec -t`) and piped stdio
+/// belong to a non-root `process.user`, so it can reopen /dev/tty or /dev/stdout; the
+/// pty keeps its group (tty, 5).
+#[test]
+fn terminal_and_stdio_belong_to_a_non_root_user() {
+    let Some(t) = Test::new("tty_owner") else {
+        return;
+    };
+    let (l, sock) = listener(&t, "console.sock");
+    let sock = sock.to_str().unwrap();
+    let b = t.bundle("b", &["sh"], |c| {
+        terminal(c);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    let id = t.id("c");
+    let (_, master, r) = with_console(
+        &t,
+        &l,
+        &[
+            "run",
+            "-d",
+            "--console-socket",
+            sock,
+            &id,
+            "-b",
+            b.to_str().unwrap(),
+        ],
+    );
+    r.wait(TIMEOUT).ok();
+    write_fd(&master, b"echo owner-$(stat -c %u:%g $(tty))-end\n");
+    read_until(&master, "owner-1000:5-end", READ);
+
+    let (_, m2, r) = with_console(
+        &t,
+        &l,
+        &[
+            "exec",
+            "-t",
+            "-u",
+            "1001",
+            "--console-socket",
+            sock,
+            &id,
+            "sh",
+        ],
+    );
+    write_fd(&m2, b"echo owner-$(stat -c %u:%g $(tty))-end; exit\n");
+    read_until(&m2, "owner-1001:5-end", READ);
+    r.wait(TIMEOUT).ok();
+    t.force_delete(&id);
+
+    // Pipes (files here) given as stdio: reopened through /dev/stdout by uid 1000.
+    let out = t.run(
+        "p",
+        &["sh", "-c", "echo via-dev-stdout > /dev/stdout"],
+        |c| {
+            c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        },
+    );
+    out.ok();
+    assert_eq!(out.stdout, "via-dev-stdout\n");
 }

@@ -29,6 +29,9 @@ fn main() {
     if std::env::var_os("STRATA_NO_OPENAT2").is_some() {
         strata::paths::disable_openat2();
     }
+    if std::env::var_os("STRATA_NO_MOUNT_SETATTR").is_some() {
+        strata::mounts::remount::disable_mount_setattr();
+    }
     if std::env::var_os("STRATA_NO_LOWERDIR_PLUS").is_some() {
         strata::overlay::disable_lowerdir_plus();
     }
@@ -46,6 +49,12 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // runc exits 255 when exec fails (its own error, not the program's exit code).
+    let failed = if matches!(cli.cmd, Some(strata::cli::Cmd::Exec(_))) {
+        255
+    } else {
+        1
+    };
     match dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) if strata::cli::stdout_closed(&e) => unsafe {
@@ -58,7 +67,7 @@ fn main() {
                 tracing::error!("{e:#}");
             }
             eprintln!("strata: {e:#}");
-            std::process::exit(1);
+            std::process::exit(failed);
         }
     }
 }

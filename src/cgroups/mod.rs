@@ -140,6 +140,8 @@ pub fn layout(hs: &[Hierarchy]) -> Layout {
 pub struct Placement {
     pub paths: Vec<PathBuf>,
     pub created: Vec<PathBuf>,
+    /// The container's cgroup already had processes when it was planned.
+    pub shared: bool,
 }
 
 /// The cgroup path a container gets: `cgroupsPath` absolute as is, relative (or absent,
@@ -174,20 +176,13 @@ pub fn plan(
     let mut pl = Placement::default();
     for h in hs {
         let dir = h.join(&container_cgroup(h, cgroups_path, id));
-        // Never adopt the hierarchy root or a cgroup that already runs processes: limits,
-        // device rules, `kill --all` and delete would then hit someone else's processes.
+        // Never adopt a hierarchy root: limits, device rules, `kill --all` and delete would
+        // then hit every process of the host.
         if dir == h.mountpoint {
             bail!(
                 "linux.cgroupsPath {:?}: is the root of {}",
                 cgroups_path.unwrap_or(Path::new(id)),
                 h.mountpoint.display()
-            );
-        }
-        if fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty()) {
-            bail!(
-                "linux.cgroupsPath {:?}: {} already has processes",
-                cgroups_path.unwrap_or(Path::new(id)),
-                dir.display()
             );
         }
         let mut missing = Vec::new();
@@ -197,6 +192,29 @@ pub fn plan(
             if !p.pop() {
                 break;
             }
+        }
+        // `p` is now the deepest existing dir: the container's own, or the ancestor a new
+        // one would inherit a frozen state from. The init would hang in the freezer for
+        // ever (runc: "container's cgroup unexpectedly frozen").
+        if p != h.mountpoint && frozen_or_freezing(&p) {
+            bail!(
+                "linux.cgroupsPath {:?}: {} is frozen (thaw it, or resume the container that owns it, first)",
+                cgroups_path.unwrap_or(Path::new(id)),
+                p.display()
+            );
+        }
+        // runc 1.1 warns and goes on: users share cgroups on purpose. `delete` then
+        // never sweeps that cgroup's other processes (see ContainerState::shared_cgroup).
+        let n = fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count())
+            .unwrap_or(0);
+        if n > 0 && !pl.shared {
+            pl.shared = true;
+            crate::logging::warn(&format!(
+                "linux.cgroupsPath {:?}: {} is not empty: {n} process(es) found; the container shares it",
+                cgroups_path.unwrap_or(Path::new(id)),
+                dir.display()
+            ));
         }
         pl.created.extend(missing.into_iter().rev());
         pl.paths.push(dir);
@@ -409,6 +427,15 @@ pub fn freeze(paths: &[PathBuf], frozen: bool) -> Result<()> {
         return v2::freeze(d, frozen);
     }
     bail!("this host has no cgroup freezer (neither v1 freezer nor cgroup v2)")
+}
+
+/// Is `dir` frozen or freezing, by its own state or an ancestor's (v1 `freezer.state`
+/// shows the inherited state; v2 `cgroup.events` does, `cgroup.freeze` only its own)?
+fn frozen_or_freezing(dir: &Path) -> bool {
+    v1::is_frozen(dir)
+        || v2::is_frozen(dir)
+        || fs::read_to_string(dir.join("cgroup.events"))
+            .is_ok_and(|s| s.lines().any(|l| l.trim() == "frozen 1"))
 }
 
 /// Is the container frozen (v1 freezer or v2 cgroup.freeze)?

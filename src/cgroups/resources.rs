@@ -424,6 +424,11 @@ fn apply_v1_memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
     }
 }
 
+fn is_einval(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+}
+
 /// The directory among `paths` that holds `file` (the v1 controller that owns it).
 fn owner<'a>(paths: &'a [PathBuf], file: &str) -> Option<&'a PathBuf> {
     paths.iter().find(|p| !is_v2(p) && p.join(file).exists())
@@ -451,7 +456,12 @@ pub fn apply(paths: &[PathBuf], r: &LinuxResources) -> Result<()> {
             apply_v1_memory(dir, m)?;
         }
     }
-    for mut wr in plan_v1(r) {
+    let writes = plan_v1(r);
+    let quota_follows = writes.iter().any(|w| w.file == "cpu.cfs_quota_us");
+    // A period smaller than the current one can be refused (EINVAL) while the old quota
+    // over it would exceed a parent's limit: write it again after the quota, as runc does.
+    let mut period_again = None;
+    for mut wr in writes {
         // Kernels with only the BFQ scheduler name the weight files blkio.bfq.*.
         if wr.file.starts_with("blkio.")
             && wr.file.contains("weight")
@@ -463,7 +473,22 @@ pub fn apply(paths: &[PathBuf], r: &LinuxResources) -> Result<()> {
             }
         }
         match owner(paths, &wr.file) {
-            Some(dir) => write_file(dir, &wr)?,
+            Some(dir) if wr.file == "cpu.cfs_period_us" && quota_follows => {
+                if let Err(e) = write_file(dir, &wr) {
+                    if !is_einval(&e) {
+                        return Err(e);
+                    }
+                    period_again = Some((dir.clone(), wr));
+                }
+            }
+            Some(dir) => {
+                write_file(dir, &wr)?;
+                if wr.file == "cpu.cfs_quota_us" {
+                    if let Some((d, p)) = period_again.take() {
+                        write_file(&d, &p)?;
+                    }
+                }
+            }
             // Hybrid hosts may have hugetlb only on the unified hierarchy.
             None if wr.file.starts_with("hugetlb.") && v2.is_some() => {
                 let v2w = Write {

@@ -14,8 +14,9 @@ pub struct PsArgs {
     /// Output format
     #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
     pub format: String,
-    /// Arguments for ps (default -ef)
-    #[arg(last = true)]
+    /// Arguments for ps (default -ef): everything after the ID, as in runc (`ps ID -e -x`);
+    /// a `--` before them is allowed
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub ps_args: Vec<String>,
 }
 
@@ -172,7 +173,12 @@ pub fn run_resume(g: &Global, id: &str) -> Result<i32> {
 pub fn run_ps(g: &Global, a: PsArgs) -> Result<i32> {
     let pids = ps::pids(&g.root, &a.id)?;
     if a.format == "json" {
-        super::print(serde_json::to_string(&pids)?)?;
+        // runc prints a stopped container's empty list as `null` (Go's nil slice).
+        if pids.is_empty() {
+            super::print("null")?;
+        } else {
+            super::print(serde_json::to_string(&pids)?)?;
+        }
     } else {
         use std::io::Write;
         std::io::stdout()

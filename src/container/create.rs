@@ -58,6 +58,8 @@ struct Undo {
     root: PathBuf,
     dir: Option<PathBuf>,
     workdir: Option<PathBuf>,
+    /// Without a mount namespace: (rootfs, mount ID below the container's mounts).
+    host_mounts: Option<(PathBuf, u64)>,
 }
 
 impl Drop for Undo {
@@ -77,6 +79,9 @@ impl Drop for Undo {
             }
         }
         cgroups::remove(&self.cgroups, &self.leaves, &self.root);
+        if let Some((rootfs, below)) = &self.host_mounts {
+            crate::rootfs::detach_host_mounts(rootfs, *below);
+        }
         // With the init gone, so is its overlay (and overlayfs's own work/work inside).
         // Before the state dir: while our claim on the upper dir is visible, no other
         // create can take up a work dir we are about to remove.
@@ -110,9 +115,14 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         ".{}.tmp",
         path.file_name().and_then(|s| s.to_str()).unwrap_or("pid")
     ));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("write pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
+    // Errors name the file the caller asked for, not our temp name beside it.
+    let what = || format!("--pid-file {}", path.display());
+    std::fs::write(&tmp, pid.to_string()).with_context(what)?;
+    std::fs::rename(&tmp, path)
+        .with_context(what)
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }
 
 /// Create the container. Returns with every signal blocked (see `Created::orig_mask`),
@@ -139,6 +149,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         root: o.root.clone(),
         dir: Some(sd.dir.clone()),
         workdir: None,
+        host_mounts: None,
     };
     // An upper dir is claimed under the root's lock, held from before its work dir may
     // be made until our provisional state (the claim) is saved: of two creates with one
@@ -176,11 +187,16 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         cgroup_paths: placement.paths.clone(),
         oci_version: spec.version().clone(),
         own_pid_ns: false,
+        shared_cgroup: placement.shared,
+        rootfs_mount_below: (!ns.mount)
+            .then(|| crate::rootfs::mount_id_at(&rootfs))
+            .transpose()?,
         hooks: spec.hooks().clone(),
     };
     if let Some(u) = layers.as_ref().and_then(|l| l.upper.as_ref()) {
         ensure_upper_free(&o.root, &o.id, u)?;
     }
+    undo.host_mounts = st.rootfs_mount_below.map(|b| (rootfs.clone(), b));
     sd.save(&st)?;
     drop(root_lock);
     let saved = sd.dir.join(super::exec::SAVED_CONFIG);
@@ -189,7 +205,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.overlay = layers;
     let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
-    let idmaps = crate::mounts::idmap::prepare(&plan.mounts, &plan.ns, id_maps.as_ref())?;
+    let idmaps = crate::mounts::idmap::prepare(&mut plan.mounts, &plan.ns, id_maps.as_ref())?;
     plan.process.preserve_fds = o.preserve_fds;
     if o.listen_fds > 0 {
         for e in [
@@ -323,10 +339,10 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Msg::Pid(_) => bail!("container init sent a pid nobody asked for"),
             Msg::Idmap => {
                 let Some(prepared) = &idmaps else {
-                    bail!("container init asked for idmapped mounts it has none of");
+                    bail!("container init asked for bind mount trees it has none of");
                 };
                 for tree in crate::mounts::idmap::build(prepared, &plan.mounts, pid)? {
-                    channel::send_tree(&chan_r, &tree).context("send an idmapped mount")?;
+                    channel::send_tree(&chan_r, &tree).context("send a bind mount tree")?;
                 }
             }
             Msg::Error(m) => bail!("container init: {m}"),
@@ -357,6 +373,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     undo.cgroups.clear();
     undo.dir = None;
     undo.workdir = None;
+    undo.host_mounts = None;
     tracing::debug!(id = %o.id, pid, "container created");
     Ok(Created {
         state: st,
@@ -374,6 +391,15 @@ fn overlay_layers(
     ns: &namespaces::NsPlan,
 ) -> Result<Option<overlay::Layers>> {
     let layers = overlay::Layers::from_annotations(annotations, bundle)?;
+    if layers.is_some() && !ns.mount {
+        if let Some(w) = layers.as_ref().and_then(|l| l.made_workdir.as_ref()) {
+            let _ = std::fs::remove_dir(w);
+        }
+        bail!(
+            "{}: an overlay root needs a mount namespace (linux.namespaces has no \"mount\")",
+            overlay::LOWERDIR
+        );
+    }
     if layers.is_some() && ns.user {
         // Inside a user namespace overlayfs cannot write its trusted.* whiteouts and
         // opaque dirs: the upper dir would not describe the change the same way.

@@ -46,14 +46,18 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 
 /// Remove cgroups and state of a container whose processes are gone.
 pub fn destroy(sd: StateDir, st: &ContainerState) -> Result<()> {
-    if !st.own_pid_ns {
-        // Without its own pid namespace, children may outlive the init: reap the cgroup.
+    if !st.own_pid_ns && !st.shared_cgroup {
+        // Without its own pid namespace, children may outlive the init: reap the cgroup
+        // (unless others' processes share it).
         for pid in crate::cgroups::pids(&st.cgroup_paths) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
     let root = sd.dir.parent().unwrap_or(&sd.dir).to_path_buf();
     crate::cgroups::remove(&st.cgroup_dirs, &st.cgroup_paths, &root);
+    if let Some(below) = st.rootfs_mount_below {
+        crate::rootfs::detach_host_mounts(&st.rootfs, below);
+    }
     sd.remove()?;
     let poststop = hooks::of(st.hooks.as_ref(), Kind::Poststop);
     hooks::run_warn(Kind::Poststop, poststop, &hooks::State::new(st, st.pid));
@@ -62,7 +66,7 @@ pub fn destroy(sd: StateDir, st: &ContainerState) -> Result<()> {
 
 fn kill_all(st: &ContainerState) {
     unsafe { libc::kill(st.pid, libc::SIGKILL) };
-    if !st.own_pid_ns {
+    if !st.own_pid_ns && !st.shared_cgroup {
         for pid in crate::cgroups::pids(&st.cgroup_paths) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }

@@ -46,10 +46,16 @@ pub fn stream(root: &Path, id: &str, interval: Duration, out: &mut dyn Write) ->
     let mut next = Instant::now();
     while status(&st, &sd) != Status::Stopped {
         if let Some(n) = oom_kills(&st.cgroup_paths) {
-            if n > ooms {
-                writeln!(out, "{}", serde_json::json!({"type": "oom", "id": id}))?;
-                ooms = n;
+            // One event per kill, as runc's notifier sends one per OOM: kills between
+            // two polls are not folded into one. runc's field order.
+            for _ in ooms..n {
+                writeln!(
+                    out,
+                    r#"{{"type":"oom","id":{}}}"#,
+                    serde_json::to_string(id)?
+                )?;
             }
+            ooms = ooms.max(n);
         }
         if Instant::now() >= next {
             writeln!(

@@ -204,7 +204,23 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         l.set_time_offsets(None);
     }
     let attrs = Attrs::plan(&for_attrs, &Default::default())?;
+    // No mount namespace of its own: the init is chrooted in ours; so is this process.
+    // Opened before namespaces() checks that the pid is still our init.
+    let root = st
+        .rootfs_mount_below
+        .map(|_| {
+            std::fs::File::open(format!("/proc/{}/root", st.pid))
+                .map(OwnedFd::from)
+                .context("open the container's root")
+        })
+        .transpose()?;
     let (mut ns, pid_ns) = namespaces(&st)?;
+    tracing::debug!(
+        id = %o.id,
+        init = st.pid,
+        namespaces = %ns.iter().map(|n| n.2).chain(pid_ns.as_ref().map(|_| "pid")).collect::<Vec<_>>().join(","),
+        "exec: joining the init's namespaces"
+    );
     let (console_child, console_ours) =
         console_socket(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
 
@@ -234,6 +250,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             go: go_r,
             console: console_child,
             lock: sd.lock_fd(),
+            root,
         };
         join::run(&plan, &attrs, &ns, fds, &orig_mask);
     }
@@ -277,14 +294,18 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     if let Some(p) = &o.pid_file {
         if let Err(e) = write_pid_file(p, pid) {
+            // The process is not left running unknown to the caller.
             return kill(e);
         }
     }
+    tracing::debug!(id = %o.id, pid, args = ?plan.args, "exec: process started");
     // From here on other commands (kill, delete) must be free to act on the container.
     drop(sd);
     if o.detach {
         restore();
         return Ok(0);
     }
-    crate::process::wait::foreground(pid, console_ours.as_ref(), &orig_mask)
+    let code = crate::process::wait::foreground(pid, console_ours.as_ref(), &orig_mask)?;
+    tracing::debug!(id = %o.id, pid, status = code, "exec: process exited");
+    Ok(code)
 }

@@ -68,24 +68,34 @@ pub fn plan(m: &Mount, recursive: Option<bool>) -> Result<Option<Idmap>> {
     }))
 }
 
-/// The user namespace each idmapped mount goes through, in mount order.
+/// The bind trees the parent builds, in mount order, and the user namespace each
+/// idmapped one goes through.
 pub struct Prepared {
     usernses: Vec<OwnedFd>,
-    /// (index into the mounts, index into `usernses`).
-    jobs: Vec<(usize, usize)>,
+    /// (index into the mounts, index into `usernses` if idmapped).
+    jobs: Vec<(usize, Option<usize>)>,
 }
 
 /// Check the idmapped mounts and make their user namespaces (in the parent, before the
 /// clone). `container` is the container's new user namespace's mappings, if it has one.
+/// A root runtime also builds every other bind of a container with a user namespace: as
+/// runc opens bind sources before it enters the user namespace, a source the container's
+/// root cannot reach (a 0700 directory on the way) still gets mounted. Marks each such
+/// mount `from_parent`.
 pub fn prepare(
-    mounts: &[MountPlan],
+    mounts: &mut [MountPlan],
     ns: &NsPlan,
     container: Option<&IdMaps>,
 ) -> Result<Option<Prepared>> {
-    if !mounts.iter().any(|m| m.idmap.is_some()) {
+    let root = unsafe { libc::geteuid() } == 0;
+    for m in mounts.iter_mut() {
+        m.from_parent =
+            m.idmap.is_some() || (root && ns.user && matches!(m.kind, Kind::Bind { .. }));
+    }
+    if !mounts.iter().any(|m| m.from_parent) {
         return Ok(None);
     }
-    if unsafe { libc::geteuid() } != 0 {
+    if !root {
         bail!("config.json: mounts: idmapped mounts need a root runtime (the kernel asks for CAP_SYS_ADMIN over the source's filesystem); not supported rootless");
     }
     let joined = ns
@@ -99,7 +109,13 @@ pub fn prepare(
     };
     let mut by_maps: HashMap<(String, String), usize> = HashMap::new();
     for (i, m) in mounts.iter().enumerate() {
-        let Some(idmap) = &m.idmap else { continue };
+        if !m.from_parent {
+            continue;
+        }
+        let Some(idmap) = &m.idmap else {
+            p.jobs.push((i, None));
+            continue;
+        };
         let dest = m.dest.display();
         if !matches!(m.kind, Kind::Bind { .. }) {
             bail!("config.json: mounts: {dest}: idmapped mounts must be bind mounts");
@@ -134,12 +150,12 @@ pub fn prepare(
                 "config.json: mounts: {dest}: idmap without uidMappings/gidMappings uses the container's user namespace, and the container has none (add {{\"type\": \"user\"}} to linux.namespaces, or give the mount its own mappings)"
             ),
         };
-        p.jobs.push((i, n));
+        p.jobs.push((i, Some(n)));
     }
     Ok(Some(p))
 }
 
-/// Build the idmapped trees inside the init's (`pid`'s) mount namespace, in mount order.
+/// Build the trees inside the init's (`pid`'s) mount namespace, in mount order.
 /// We enter it for the time it takes and come back to our own namespace, root and cwd.
 pub fn build(p: &Prepared, mounts: &[MountPlan], pid: libc::pid_t) -> Result<Vec<OwnedFd>> {
     let open = |path: &std::ffi::CStr, flags| {
@@ -159,14 +175,19 @@ pub fn build(p: &Prepared, mounts: &[MountPlan], pid: libc::pid_t) -> Result<Vec
         .iter()
         .map(|&(i, n)| {
             let m = &mounts[i];
-            let (Kind::Bind { source }, Some(idmap)) = (&m.kind, &m.idmap) else {
-                unreachable!("prepare only keeps idmapped binds");
+            let Kind::Bind { source } = &m.kind else {
+                unreachable!("prepare only keeps binds");
             };
-            idmapped_tree(
+            let idmap = n.map(|n| {
+                (
+                    &p.usernses[n],
+                    m.idmap.as_ref().is_some_and(|i| i.recursive),
+                )
+            });
+            bind_tree(
                 source,
                 m.opts.recursive_bind,
-                idmap.recursive,
-                &p.usernses[n],
+                idmap,
                 &m.dest.display().to_string(),
             )
         })
@@ -193,11 +214,12 @@ pub fn build(p: &Prepared, mounts: &[MountPlan], pid: libc::pid_t) -> Result<Vec
     trees
 }
 
-fn idmapped_tree(
+/// A detached clone of `source`, idmapped through the user namespace given (and the
+/// mounts below it with its `recursive` flag).
+fn bind_tree(
     source: &std::path::Path,
     rbind: bool,
-    recursive: bool,
-    userns: &OwnedFd,
+    idmap: Option<(&OwnedFd, bool)>,
     dest: &str,
 ) -> Result<OwnedFd> {
     let src = crate::paths::openat(
@@ -209,6 +231,9 @@ fn idmapped_tree(
     .with_context(|| format!("open bind source {} for {dest}", source.display()))?;
     let tree = clone_tree(src.as_raw_fd(), rbind)
         .with_context(|| format!("bind {} (clone)", source.display()))?;
+    let Some((userns, recursive)) = idmap else {
+        return Ok(tree);
+    };
     setattr_idmap(tree.as_raw_fd(), userns.as_raw_fd(), recursive).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::EINVAL) => " (the filesystem does not support idmapped mounts, or a mount below it cannot be idmapped)",

@@ -4,6 +4,7 @@
 pub mod fdmount;
 pub mod idmap;
 pub mod options;
+pub mod remount;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Mount;
@@ -34,6 +35,9 @@ pub struct MountPlan {
     data: Option<CString>,
     /// Idmapped (bind mounts only): the parent builds its tree (see [`idmap`]).
     pub idmap: Option<idmap::Idmap>,
+    /// The parent builds this bind's tree and hands it over: idmapped, or a bind into a
+    /// user namespace, whose root may not reach the source (set by `idmap::prepare`).
+    pub from_parent: bool,
 }
 
 /// Parse config.json's mounts (bind sources are relative to the bundle, like runc).
@@ -87,6 +91,7 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
             opts,
             data,
             idmap,
+            from_parent: false,
         });
     }
     Ok(out)
@@ -181,17 +186,50 @@ fn finish(root: &Root, m: &MountPlan) -> Result<()> {
     Ok(())
 }
 
+/// A mount made read-write for now, to be made read-only by [`Late::finish`].
+pub struct Late {
+    dest: PathBuf,
+    mnt: OwnedFd,
+}
+
+impl Late {
+    /// The read-only flag config.json asked for, once nothing is left to create in it.
+    pub fn finish(self) -> Result<()> {
+        let what = || format!("make {} read-only", self.dest.display());
+        let r = if remount::mount_setattr_disabled() {
+            Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+        } else {
+            setattr(self.mnt.as_raw_fd(), options::MOUNT_ATTR_RDONLY, 0, false)
+        };
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                remount::remount_tree(self.mnt.as_raw_fd(), libc::MS_RDONLY, 0).with_context(what)
+            }
+            r => r.with_context(what),
+        }
+    }
+}
+
+/// As runc does, a read-only tmpfs or /dev is mounted read-write and made read-only only
+/// at the end (after devices, /dev/pts and other mount points in it, the console), or
+/// nothing could be created in it.
+fn late_readonly(m: &MountPlan, fstype: &CString) -> bool {
+    m.opts.flags & libc::MS_RDONLY != 0
+        && (fstype.to_bytes() == b"tmpfs" || crate::paths::relative(&m.dest) == Path::new("dev"))
+}
+
 /// Apply one planned mount inside `root`; `tree` is the idmapped tree the parent built.
+/// Returns the mount to make read-only at the end (see [`late_readonly`]).
 pub fn apply(
     root: &Root,
     m: &MountPlan,
     cgroup: &CgroupMount,
     tree: Option<&OwnedFd>,
-) -> Result<()> {
+) -> Result<Option<Late>> {
     match &m.kind {
         Kind::Bind { source } => {
-            // An idmapped tree is what gets mounted: judge it, not the path (which the
-            // init, a user namespace's root, may not even be allowed to open).
+            // A tree from the parent is what gets mounted: judge it, not the path (which
+            // the init, a user namespace's root, may not even be allowed to open).
             let opened;
             let src = match tree {
                 Some(t) => t,
@@ -236,16 +274,40 @@ pub fn apply(
                     &cloned
                 }
             };
-            let (set, clr) = options::attrs_of_flags(m.opts.flags);
-            setattr(tree.as_raw_fd(), set, clr, false)
-                .with_context(|| format!("set options on bind mount {}", m.dest.display()))?;
-            attach(tree, &target, m)?;
+            bind_attrs_and_attach(tree, &target, m)?;
         }
         Kind::Fs { fstype, source } => {
             let strict = matches!(fstype.to_bytes(), b"proc" | b"sysfs") || is_special_dir(&m.dest);
             let target = dir_target(root, &m.dest, strict)?;
             check_proc_target(&m.dest, &target, fstype.to_bytes() == b"proc")?;
             let what = || format!("mount {} on {}", fstype.to_string_lossy(), m.dest.display());
+            if late_readonly(m, fstype) {
+                let mut opts = m.opts.clone();
+                opts.flags &= !libc::MS_RDONLY;
+                let mnt = match detached_fs(fstype, source, &opts) {
+                    Ok(mnt) => {
+                        attach(&mnt, &target, m)?;
+                        mnt
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                        mount_at(
+                            Some(source),
+                            target.as_raw_fd(),
+                            Some(fstype),
+                            opts.flags,
+                            m.data.as_deref(),
+                        )
+                        .with_context(what)?;
+                        finish(root, m)?;
+                        reopen(root, &m.dest)?
+                    }
+                    Err(e) => return Err(e).with_context(what),
+                };
+                return Ok(Some(Late {
+                    dest: m.dest.clone(),
+                    mnt,
+                }));
+            }
             // mount(2) aimed at the target fd is race-free and applies its flags atomically;
             // only a mount that needs work *after* mounting (recursive attrs, propagation)
             // is built detached, so that work never goes through a path again.
@@ -263,9 +325,9 @@ pub fn apply(
                 {
                     // A user namespace without its own network namespace may not mount
                     // sysfs; runc binds the host's /sys instead, with the same flags.
-                    return bind_host_sys(&target, m);
+                    return bind_host_sys(&target, m).map(|_| None);
                 }
-                return r.with_context(what);
+                return r.with_context(what).map(|_| None);
             }
             match detached_fs(fstype, source, &m.opts) {
                 Ok(mnt) => attach(&mnt, &target, m)?,
@@ -292,7 +354,40 @@ pub fn apply(
             finish(root, m)?;
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// A bind's flags, set on the detached tree, then attached. `ro` on a recursive bind makes
+/// every mount below read-only too: runc 1.1 leaves them writable, so a `/sys` bound
+/// `rbind,ro` without a cgroup namespace would give the container every host cgroup
+/// hierarchy read-write (CVE-2023-25809 class). The other flags stay on the top mount, as
+/// runc has them (`rnosuid`, `rnoexec`, ... reach below). Without mount_setattr the tree
+/// is attached first and each of its mounts remounted (before any container process runs).
+fn bind_attrs_and_attach(tree: &OwnedFd, target: &OwnedFd, m: &MountPlan) -> Result<()> {
+    let what = || format!("set options on bind mount {}", m.dest.display());
+    let (set, clr) = options::attrs_of_flags(m.opts.flags);
+    let ro_below = m.opts.recursive_bind && m.opts.flags & libc::MS_RDONLY != 0;
+    let r = if remount::mount_setattr_disabled() {
+        Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+    } else {
+        setattr(tree.as_raw_fd(), set, clr, false).and_then(|_| {
+            let below = if ro_below {
+                options::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            };
+            setattr(tree.as_raw_fd(), below, 0, true)
+        })
+    };
+    match r {
+        Ok(()) => attach(tree, target, m),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            attach(tree, target, m)?;
+            let below = if ro_below { libc::MS_RDONLY } else { 0 };
+            remount::remount_tree(tree.as_raw_fd(), m.opts.flags, below).with_context(what)
+        }
+        Err(e) => Err(e).with_context(what),
+    }
 }
 
 fn bind_host_sys(target: &OwnedFd, m: &MountPlan) -> Result<()> {

@@ -177,27 +177,30 @@ fn setup(
             .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
 
-    rootfs::prepare(&plan.rootfs, plan.propagation, plan.overlay.as_ref())?;
+    rootfs::prepare(
+        &plan.rootfs,
+        plan.propagation,
+        plan.overlay.as_ref(),
+        plan.ns.mount,
+    )?;
     let root = Root::open(&plan.rootfs)
         .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
-    // Idmapped trees come from the parent, cloned in our namespace now that it is a slave.
-    let n = plan.mounts.iter().filter(|m| m.idmap.is_some()).count();
+    // Idmapped trees, and in a user namespace every bind, come from the parent, cloned
+    // in our namespace now that it is a slave.
+    let n = plan.mounts.iter().filter(|m| m.from_parent).count();
     let mut trees = if n > 0 {
-        super::channel::request_trees(&fds.chan, n).context("receive idmapped mounts")?
+        super::channel::request_trees(&fds.chan, n).context("receive bind mount trees")?
     } else {
         vec![]
     }
     .into_iter();
+    let mut late = vec![];
     for m in &plan.mounts {
         if matches!(m.kind, mounts::Kind::Cgroup) {
             gate.pass()?;
         }
-        let tree = if m.idmap.is_some() {
-            trees.next()
-        } else {
-            None
-        };
-        mounts::apply(&root, m, &plan.cgroup_mount, tree.as_ref())?;
+        let tree = if m.from_parent { trees.next() } else { None };
+        late.extend(mounts::apply(&root, m, &plan.cgroup_mount, tree.as_ref())?);
     }
     gate.pass()?;
     devices::create(&root, &plan.devices, plan.ptmx, plan.ns.user)?;
@@ -206,11 +209,14 @@ fn setup(
     rootfs::mask_paths(&root, &plan.masked)?;
     rootfs::readonly_paths(&root, &plan.readonly_paths)?;
     drop(root);
-    rootfs::enter(&plan.rootfs, plan.no_pivot)?;
+    rootfs::enter(&plan.rootfs, plan.no_pivot, plan.ns.mount)?;
     if let Some(sock) = &fds.console {
         // The pty comes from the container's own devpts, and becomes its /dev/console.
         console::attach(sock.as_raw_fd(), plan.process.console_size, true)
             .context("process.terminal")?;
+    }
+    for l in late {
+        l.finish()?;
     }
     rootfs::finalize(plan.propagation, plan.readonly)?;
 

@@ -22,6 +22,9 @@ pub struct JoinFds {
     pub console: Option<OwnedFd>,
     /// The parent's state-dir lock, which must not outlive it.
     pub lock: std::os::fd::RawFd,
+    /// The init's root (`/proc/<pid>/root`), to chroot into when the container has no
+    /// mount namespace of its own (joining none would leave us at the host's root).
+    pub root: Option<OwnedFd>,
 }
 
 /// Run the exec child; never returns.
@@ -55,6 +58,13 @@ fn setup(p: &ProcessPlan, attrs: &Attrs, ns: &NsFds, fds: &JoinFds) -> Result<CS
         unsafe { libc::_exit(1) };
     }
     join_all(ns)?;
+    if let Some(r) = &fds.root {
+        let ok = unsafe { libc::fchdir(r.as_raw_fd()) == 0 && libc::chroot(c".".as_ptr()) == 0 };
+        if !ok {
+            return Err(std::io::Error::last_os_error())
+                .context("chroot into the container's root");
+        }
+    }
     // setns into the mount namespace put us at its root: the container's.
     if let Some(sock) = &fds.console {
         crate::console::attach(sock.as_raw_fd(), p.console_size, false)

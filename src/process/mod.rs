@@ -185,6 +185,23 @@ impl ProcessPlan {
     }
 }
 
+/// What would change the host itself when the container shares our mount namespace.
+fn refuse_without_mount_ns(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let some = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    if some(linux.masked_paths()) || some(linux.readonly_paths()) {
+        // runc: "unable to restrict sys entries without a private MNT namespace".
+        bail!("config.json: linux.maskedPaths/readonlyPaths need a mount namespace: without one (linux.namespaces has no \"mount\") they would mask the host's /proc and /sys");
+    }
+    if linux
+        .rootfs_propagation()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        bail!("config.json: linux.rootfsPropagation needs a mount namespace: without one it would change the propagation of the host's mounts");
+    }
+    Ok(())
+}
+
 impl InitPlan {
     /// Parse and check everything in the parent, so the child only acts.
     pub fn build(
@@ -212,6 +229,9 @@ impl InitPlan {
                 format!("config.json: linux.rootfsPropagation: unknown value {p:?}")
             })?),
         };
+        if !ns.mount {
+            refuse_without_mount_ns(&linux)?;
+        }
         let sysctl = linux.sysctl().clone().unwrap_or_default();
         crate::rootfs::validate_sysctls(&sysctl, ns.ipc, ns.net, ns.uts)?;
         let hostname = spec.hostname().as_deref().filter(|h| !h.is_empty());

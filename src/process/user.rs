@@ -91,7 +91,8 @@ pub fn exec(p: &ProcessPlan, exe: &CString) -> String {
     }
     unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = std::io::Error::last_os_error();
-    format!("exec {:?}: {e}", exe)
+    // runc's wording (an os.PathError): "exec /bin/x: exec format error".
+    format!("exec {}: {}", exe.to_string_lossy(), go_text(&e))
 }
 
 pub(crate) fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
@@ -139,7 +140,30 @@ fn set_cwd(p: &ProcessPlan) -> Result<()> {
     Ok(())
 }
 
+/// runc's fixStdioPermissions: stdio (a pipe from the caller, the container's pty) gets
+/// the process's uid, so that a non-root user can reopen /dev/stdout or /dev/tty; the
+/// gid stays (a pty's is the mount's `gid=5`). /dev/null is left alone, and stdio we may
+/// not change (an owner unmapped in a user namespace, a read-only /dev) is left as it is.
+fn fix_stdio_owner(uid: libc::uid_t) {
+    let mut null: libc::stat = unsafe { std::mem::zeroed() };
+    let null_rdev =
+        (unsafe { libc::stat(c"/dev/null".as_ptr(), &mut null) } == 0).then_some(null.st_rdev);
+    for fd in 0..3 {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_uid == uid {
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFCHR && Some(st.st_rdev) == null_rdev {
+            continue;
+        }
+        unsafe { libc::fchown(fd, uid, st.st_gid) };
+    }
+}
+
 fn identity(p: &ProcessPlan) -> Result<()> {
+    if p.uid != 0 {
+        fix_stdio_owner(p.uid);
+    }
     for (res, soft, hard, name) in &p.rlimits {
         let lim = libc::rlimit {
             rlim_cur: *soft,
@@ -180,7 +204,8 @@ fn identity(p: &ProcessPlan) -> Result<()> {
     // (CVE-2016-9962) until execve.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if !capabilities::apply(&p.caps).context("set capabilities")? {
-        tracing::warn!("could not raise every ambient capability (they must also be permitted and inheritable)");
+        // runc says nothing either: a config may list ambient caps it cannot have.
+        tracing::debug!("could not raise every ambient capability (they must also be permitted and inheritable)");
     }
     if p.no_new_privs {
         os(
@@ -192,30 +217,45 @@ fn identity(p: &ProcessPlan) -> Result<()> {
 }
 
 /// args[0] resolved in the container, as execvp would, so a bad program fails `create`.
+/// Failures are worded as runc words them (Go's exec.LookPath): docker and podman turn
+/// "executable file not found" / "no such file or directory" into exit code 127 and
+/// "permission denied" into 126.
 fn find_exe(p: &ProcessPlan) -> Result<CString> {
     let arg0 = p.args[0].to_string_lossy();
     let mut last_err = None;
     for cand in &p.candidates {
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         if unsafe { libc::stat(cand.as_ptr(), &mut st) } != 0 {
-            last_err = Some(std::io::Error::last_os_error());
+            let e = std::io::Error::last_os_error();
+            last_err = Some(format!("stat {}: {}", cand.to_string_lossy(), go_text(&e)));
             continue;
         }
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            last_err = Some(std::io::Error::from_raw_os_error(libc::EISDIR));
-            continue;
-        }
-        if unsafe { libc::access(cand.as_ptr(), libc::X_OK) } != 0 {
-            last_err = Some(std::io::Error::last_os_error());
+        // Go's findExecutable: a directory, or a file without an x bit, is EACCES.
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+            || unsafe { libc::access(cand.as_ptr(), libc::X_OK) } != 0
+        {
+            last_err = Some(go_text(&std::io::Error::from_raw_os_error(libc::EACCES)));
             continue;
         }
         return Ok(cand.clone());
     }
     if arg0.contains('/') {
         bail!(
-            "process.args[0] {arg0:?}: {}",
-            last_err.map(|e| e.to_string()).unwrap_or_default()
+            "process.args[0]: exec: {arg0:?}: {}",
+            last_err.unwrap_or_default()
         );
     }
-    bail!("process.args[0] {arg0:?}: executable file not found in $PATH");
+    bail!("process.args[0]: exec: {arg0:?}: executable file not found in $PATH");
+}
+
+/// An errno as Go prints it ("no such file or directory"): what clients match on.
+pub fn go_text(e: &std::io::Error) -> String {
+    let Some(n) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let s = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }.to_string_lossy();
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
 }

@@ -162,7 +162,23 @@ impl Output {
     /// `strata: `, containing every needle.
     #[track_caller]
     pub fn assert_error(&self, needles: &[&str]) {
-        assert_eq!(self.code, 1, "{}: expected exit 1: {self:#?}", self.what);
+        self.assert_error_code(1, needles)
+    }
+
+    /// A failed `exec`: exit 255 as in runc (its own failure, not the program's code).
+    #[track_caller]
+    pub fn assert_exec_error(&self, needles: &[&str]) {
+        self.assert_error_code(255, needles)
+    }
+
+    /// `assert_error` with another exit code.
+    #[track_caller]
+    pub fn assert_error_code(&self, code: i32, needles: &[&str]) {
+        assert_eq!(
+            self.code, code,
+            "{}: expected exit {code}: {self:#?}",
+            self.what
+        );
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(
             lines.len(),
@@ -460,6 +476,12 @@ impl Test {
     /// Run every strata command of this test with `STRATA_NO_OPENAT2=1`.
     pub fn no_openat2(mut self) -> Self {
         self.env.push(("STRATA_NO_OPENAT2".into(), "1".into()));
+        self
+    }
+
+    /// Run every strata command of this test with `key=value` in its environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
