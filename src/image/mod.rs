@@ -3,6 +3,7 @@
 //! It runs containers only through the `strata` binary, as podman runs runc.
 
 pub mod archive;
+pub mod build;
 pub mod bundle;
 pub mod commit;
 pub mod compress;

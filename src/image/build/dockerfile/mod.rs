@@ -1,0 +1,3 @@
+//! Dockerfiles: parsing, variable expansion and `.dockerignore`, with docker's rules.
+
+pub mod ast;
