@@ -760,6 +760,12 @@ fn without_a_mount_namespace() {
         [ours.to_str().unwrap(), "in-rootfs"],
         "{out:#?}"
     );
+    // Its cgroup mounts inside its rootfs are in our namespace too: another container
+    // must still find the host's hierarchies, not those copies (read-only in a default
+    // config), when it makes its cgroups.
+    let other = t.bundle("other", &["true"], |_| {});
+    t.strata(&["run", &t.id("other"), "-b", other.to_str().unwrap()])
+        .ok();
     t.force_delete(&id);
     assert_eq!(mounted(), Vec::<String>::new(), "mounts left on the host");
 

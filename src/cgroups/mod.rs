@@ -106,6 +106,15 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
             matches.then(|| PathBuf::from(path))
         });
         let Some(own_path) = own_path else { continue };
+        // The same hierarchy mounted again later (a container run in the runtime's own
+        // mount namespace mounts cgroups inside its rootfs): the first, oldest mount is
+        // the host's; writing through the other could hit a read-only or vanishing copy.
+        if out
+            .iter()
+            .any(|h| h.v2 == v2 && h.controllers == controllers)
+        {
+            continue;
+        }
         out.push(Hierarchy {
             mountpoint,
             mount_root: PathBuf::from(unescape(pre[3])),
