@@ -1,3 +1,6 @@
 //! Dockerfiles: parsing, variable expansion and `.dockerignore`, with docker's rules.
 
 pub mod ast;
+pub mod parse;
+
+pub use parse::{parse, ParseError};
