@@ -1,6 +1,7 @@
 //! Dockerfiles: parsing, variable expansion and `.dockerignore`, with docker's rules.
 
 pub mod ast;
+pub mod expand;
 pub mod parse;
 
 pub use parse::{parse, ParseError};
