@@ -441,7 +441,7 @@ impl Glob {
         let mut i = 0;
         let mut replaced = false;
         while i <= v.len() {
-            if !(replaced && !all) {
+            if !replaced || all {
                 if let Some(end) = (i..=v.len()).rev().find(|&e| self.matches(&v[i..e])) {
                     out.push_str(with);
                     replaced = true;

@@ -179,10 +179,12 @@ fn buildkit_words_table() {
     assert_eq!(words("'' \"\" a", &vars), ["a"]);
 }
 
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+
 /// BuildKit's `TestProcessWithMatches` and `TestShellParserMandatoryEnvVars` cases.
 #[test]
 fn operators() {
-    let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
+    let cases: &[Case] = &[
         ("x ${UNUSED}", &[("DUMMY", "dummy")], Some("x ")),
         ("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", &[("FOO", "xxx"), ("BAR", "")], Some("xxx  ccc")),
         ("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", &[("FOO", "xxx"), ("BAR", "")], Some("xxx bbb ccc")),
