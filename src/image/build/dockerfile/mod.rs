@@ -2,6 +2,7 @@
 
 pub mod ast;
 pub mod expand;
+pub mod ignore;
 pub mod parse;
 
 pub use parse::{parse, ParseError};
