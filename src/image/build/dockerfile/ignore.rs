@@ -1,7 +1,4 @@
 //! `.dockerignore`: which context paths the build does not see, by moby's patternmatcher rules.
-//!
-//! As with BuildKit, the Dockerfile and `.dockerignore` get no special case: the builder
-//! reads the Dockerfile directly, and COPY/ADD see them only if the patterns let them through.
 
 use std::path::Path;
 
@@ -15,7 +12,9 @@ pub struct IgnoreError {
 }
 
 /// The patterns of a `.dockerignore`, in order: a later pattern overrides an earlier one,
-/// `!pattern` re-includes.
+/// `!pattern` re-includes. As with BuildKit, the Dockerfile and `.dockerignore` get no
+/// special case: the builder reads the Dockerfile directly, and COPY/ADD see them only if
+/// the patterns let them through.
 #[derive(Clone, Debug, Default)]
 pub struct Matcher {
     patterns: Vec<Pattern>,
@@ -39,6 +38,9 @@ enum Tok {
     Dirs,
     /// `**` at the end: anything.
     Rest,
+    /// A leading `**` glued to a literal (`**foo`): anything, `/` included, as
+    /// patternmatcher's suffix match.
+    Any,
     Class {
         negated: bool,
         ranges: Vec<(char, char)>,
@@ -191,8 +193,11 @@ fn compile(pattern: &str) -> Result<Vec<Tok>, String> {
                 if chars.get(i) == Some(&'/') {
                     i += 1;
                 }
+                let literal_rest = !chars[i..].iter().any(|c| "*?[\\".contains(*c));
                 toks.push(if i == chars.len() {
                     Tok::Rest
+                } else if i == 2 && literal_rest {
+                    Tok::Any
                 } else {
                     Tok::Dirs
                 });
@@ -267,6 +272,7 @@ fn full_match(toks: &[Tok], s: &[char]) -> bool {
             let run = s.iter().position(|c| *c == '/').unwrap_or(s.len());
             (0..=run).any(|i| full_match(rest, &s[i..]))
         }
+        Some((Tok::Any, rest)) => (0..=s.len()).any(|i| full_match(rest, &s[i..])),
         Some((Tok::Dirs, rest)) => {
             full_match(rest, s)
                 || (0..s.len()).any(|i| s[i] == '/' && full_match(rest, &s[i + 1..]))
@@ -291,7 +297,7 @@ fn prefix_match(toks: &[Tok], s: &[char]) -> bool {
             }
         }
         // `.*/` may run past the end of `s`.
-        Some((Tok::Dirs, _)) => true,
+        Some((Tok::Dirs | Tok::Any, _)) => true,
         Some((t, rest)) => one_char(t, s[0]) && prefix_match(rest, &s[1..]),
     }
 }

@@ -89,6 +89,11 @@ fn patternmatcher_table() {
         ("a/b", "a", false),
         ("*.go", "a/b.go", false),
         ("\\*", "*", true),
+        // A leading `**` glued to literal text is a plain suffix, as patternmatcher.
+        ("**foo", "xfoo", true),
+        ("**foo", "a/b/xfoo", true),
+        ("**foo*", "xfoo", false),
+        ("**foo*", "a/foo1", true),
         ("\\*", "a", false),
     ];
     for (pattern, path, want) in cases {
