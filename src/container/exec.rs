@@ -6,7 +6,6 @@ use oci_spec::runtime::{Process, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use super::create::{console_socket, write_pid_file};
 use super::status::{alive, status, Status};
 use crate::process::attrs::Attrs;
 use crate::process::channel::{self, Msg};
@@ -35,10 +34,6 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
 }
-
-/// The file in the state dir holding the config the container was created with: exec
-/// must follow it (seccomp, process defaults) even if the bundle changed since.
-pub const SAVED_CONFIG: &str = "config.json";
 
 /// The process to run: process.json as given, or the container's process with the flags
 /// applied (as runc builds it).
@@ -172,7 +167,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         Status::Paused => bail!("cannot exec in a paused container (resume it first)"),
         Status::Stopped => bail!("cannot exec in a stopped container"),
     }
-    let saved = sd.dir.join(SAVED_CONFIG);
+    let saved = sd.config_path();
     let spec: Spec = serde_json::from_slice(
         &std::fs::read(&saved).with_context(|| format!("read {}", saved.display()))?,
     )
@@ -222,7 +217,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         "exec: joining the init's namespaces"
     );
     let (console_child, console_ours) =
-        console_socket(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
+        crate::console::socket_ends(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
 
     let (chan_r, chan_w) = channel::channel()?;
     let (go_r, go_w) = channel::pipe()?;
@@ -293,7 +288,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         }
     }
     if let Some(p) = &o.pid_file {
-        if let Err(e) = write_pid_file(p, pid) {
+        if let Err(e) = crate::state::write_pid_file(p, pid) {
             // The process is not left running unknown to the caller.
             return kill(e);
         }
