@@ -34,7 +34,8 @@ const MAX_ID_LEN: usize = 255;
 /// Refuse IDs that are empty, too long, path-like or odd (`../x`, `a/b`, `/`).
 pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
-        bail!("invalid container ID: it is empty");
+        // runc's words.
+        bail!("invalid container ID: container id cannot be empty");
     }
     if id.len() > MAX_ID_LEN {
         bail!("invalid container ID: longer than {MAX_ID_LEN} bytes");

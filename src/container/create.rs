@@ -322,7 +322,13 @@ fn plan_init(
     plan.new_keyring = (!o.no_new_keyring)
         .then(|| CString::new(format!("_ses.{}", o.id)))
         .transpose()?;
-    plan.hooks = hooks::InitHooks::new(st.hooks.as_ref(), st);
+    let env: Vec<String> = plan
+        .process
+        .env
+        .iter()
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    plan.hooks = hooks::InitHooks::new(st.hooks.as_ref(), st, &env);
     Ok((plan, id_maps, idmaps))
 }
 
@@ -373,8 +379,10 @@ fn place_init(
     undo: &mut Undo,
 ) -> Result<()> {
     let pid = undo.pid;
-    let placed = if plan.ns.unshare_user {
-        // The maps can only be written once the init has made its user namespace.
+    let offsets = plan.attrs.time_offsets_by_parent(plan.ns.user);
+    let placed = if plan.ns.unshare_user || offsets.is_some() {
+        // The maps can only be written once the init has made its user namespace, the
+        // offsets once it has made its time namespace.
         match channel::recv(chan) {
             Msg::Userns => Ok(()),
             Msg::Error(m) => Err(anyhow::anyhow!("container init: {m}")),
@@ -387,6 +395,7 @@ fn place_init(
     };
     let placed = placed
         .and_then(|_| id_maps.map_or(Ok(()), |m| m.write(pid, "linux.")))
+        .and_then(|_| offsets.map_or(Ok(()), |o| write_time_offsets(pid, o)))
         .and_then(|_| cgroups::make(placement, &o.root))
         .and_then(|made| {
             undo.cgroups = made;
@@ -395,7 +404,10 @@ fn place_init(
                 cgroups::resources::apply(&placement.paths, r)?;
             }
             cgroups::apply_device_rules(&placement.paths, linux)?;
-            cgroups::add_pid(&placement.paths, pid)
+            cgroups::add_pid(&placement.paths, pid)?;
+            // Our own affinity (a `taskset strata run`) is not the container's: every
+            // CPU of its cpuset, as runc 1.2 does. execCPUAffinity is not the init's.
+            crate::affinity::reset(pid)
         });
     if let Err(e) = placed {
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -405,6 +417,14 @@ fn place_init(
         return Err(e);
     }
     Ok(())
+}
+
+/// The init's new time namespace, made in a user namespace: we write its offsets, as
+/// runc does, with the host's CAP_SYS_TIME.
+fn write_time_offsets(pid: libc::pid_t, offsets: &str) -> Result<()> {
+    let path = format!("/proc/{pid}/timens_offsets");
+    std::fs::write(&path, offsets)
+        .with_context(|| format!("linux.timeOffsets: write {offsets:?} to {path}"))
 }
 
 /// Answer the init's requests until it is ready (waiting on the exec fifo): the

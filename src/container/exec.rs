@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use super::status::{alive, status, Status};
+use crate::affinity::ExecAffinity;
 use crate::process::attrs::Attrs;
 use crate::process::channel::{self, Msg};
 use crate::process::join::{self, JoinFds, NsFds};
@@ -185,6 +186,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     let mut plan = ProcessPlan::from_spec(&proc_)?;
     plan.preserve_fds = o.preserve_fds;
+    let affinity = ExecAffinity::of(&proc_)?;
     let linux = spec.linux().clone().unwrap_or_default();
     plan.seccomp = linux
         .seccomp()
@@ -236,6 +238,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         crate::namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
     }
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut initial = affinity.enter_initial()?;
     let pid = clone_fork(0).context("fork the exec process")?;
     if pid == 0 {
         drop(chan_r);
@@ -248,6 +251,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             root,
         };
         join::run(&plan, &attrs, &ns, fds, &orig_mask);
+    }
+    if initial.take().is_some() {
+        // What the kernel says, not what we asked: the process is not in its cgroups yet.
+        let cpus = crate::affinity::cpus_of(pid);
+        tracing::debug!(id = %o.id, pid, cpus = %cpus, "exec: initial CPU affinity");
     }
     drop(chan_w);
     drop(go_r);
@@ -262,6 +270,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     };
     if let Err(e) = crate::cgroups::add_pid(&st.cgroup_paths, pid) {
         return kill(e.context("put the exec process in the container's cgroups"));
+    }
+    if let Err(e) = affinity.apply_final(pid) {
+        return kill(e);
     }
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
     loop {
