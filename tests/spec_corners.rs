@@ -376,6 +376,8 @@ fn root_propagation_on_a_rootfs_under_a_shared_mount() {
     let s = shared.to_str().unwrap();
     ok(&["mount", "-t", "tmpfs", "tmpfs", s]);
     ok(&["mount", "--make-shared", s]);
+    // Also when an assertion fails: a leak through the shared mount stays on the host.
+    let _unmount = Unmount(s.to_string());
     ok(&[
         "cp",
         "-a",
@@ -397,7 +399,14 @@ fn root_propagation_on_a_rootfs_under_a_shared_mount() {
     {
         root_propagation(&t, &format!("p{i}"), &rootfs, v, before);
     }
-    ok(&["umount", "-R", s]);
+}
+
+struct Unmount(String);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").args(["-R", &self.0]).status();
+    }
 }
 
 #[test]
