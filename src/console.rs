@@ -245,7 +245,7 @@ pub fn proxy(master: OwnedFd, pid: libc::pid_t) -> i32 {
                     libc::SIGCHLD => {
                         let mut status = 0;
                         if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-                            code = Some(crate::process::wait::exit_code(status));
+                            code = Some(crate::signal::exit_code(status));
                         }
                     }
                     libc::SIGWINCH => copy_size(m),
@@ -271,4 +271,23 @@ pub fn proxy(master: OwnedFd, pid: libc::pid_t) -> i32 {
     }
     unsafe { libc::close(sfd) };
     code.unwrap_or(255)
+}
+
+/// (the child's end, our end) of the console socket, checked against process.terminal
+/// as runc does.
+pub fn socket_ends(
+    terminal: bool,
+    path: Option<&Path>,
+    foreground: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    match (terminal, path) {
+        (true, Some(p)) => Ok((Some(connect(p)?), None)),
+        (true, None) if foreground => {
+            let (ours, child) = crate::fdpass::socketpair()?;
+            Ok((Some(child), Some(ours)))
+        }
+        (true, None) => bail!("process.terminal is true: a detached container needs --console-socket to receive its terminal"),
+        (false, Some(_)) => bail!("--console-socket given but process.terminal is false: there is no terminal to send"),
+        (false, None) => Ok((None, None)),
+    }
 }

@@ -1,5 +1,6 @@
 //! Passing file descriptors over unix sockets (SCM_RIGHTS): the console master to a
-//! `--console-socket`, the seccomp listener to its agent, fds from the init to us.
+//! `--console-socket`, the seccomp listener to its agent, fds from the init to us; and
+//! keeping every other fd from crossing an execve.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -100,4 +101,23 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
         return Err(io::Error::last_os_error());
     }
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Mark every fd from `first` up close-on-exec: whatever we inherited or opened stays
+/// ours. Async-signal-safe (no allocation): callable between fork and exec.
+pub fn cloexec_from(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: u32 = 4;
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) } == 0 {
+        return;
+    }
+    // Not /proc/self/fd: after pivot_root that is whatever the image put at /proc.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let max = lim.rlim_cur.min(1 << 20) as i32;
+    for fd in first as i32..max {
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
 }

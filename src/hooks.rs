@@ -133,9 +133,19 @@ pub struct InitHooks {
 }
 
 impl InitHooks {
-    pub fn new(hooks: Option<&Hooks>, st: &ContainerState) -> InitHooks {
-        let create_container = of(hooks, Kind::CreateContainer).to_vec();
-        let start_container = of(hooks, Kind::StartContainer).to_vec();
+    /// `process_env`: the container process's environment, which the hooks run in the
+    /// container get when they have no `env` of their own (as in runc, whose init runs
+    /// them with its environment, already the container process's).
+    pub fn new(hooks: Option<&Hooks>, st: &ContainerState, process_env: &[String]) -> InitHooks {
+        let in_container = |kind| {
+            let mut list = of(hooks, kind).to_vec();
+            for h in list.iter_mut().filter(|h| h.env().is_none()) {
+                h.set_env(Some(process_env.to_vec()));
+            }
+            list
+        };
+        let create_container = in_container(Kind::CreateContainer);
+        let start_container = in_container(Kind::StartContainer);
         let in_init = !create_container.is_empty() || !start_container.is_empty();
         InitHooks {
             ask_parent: !of(hooks, Kind::Prestart).is_empty()
@@ -212,6 +222,15 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
         let (k, v) = e.split_once('=').unwrap_or((e, ""));
         cmd.env(k, v);
     }
+    // Only stdio crosses into the hook, as in runc: fds the caller left open for us
+    // (without CLOEXEC) are not the hook's. Marked, not closed: std reports a failed
+    // exec through one of them.
+    unsafe {
+        cmd.pre_exec(|| {
+            crate::fdpass::cloexec_from(3);
+            Ok(())
+        })
+    };
     // Its own process group, so a timeout kills whatever the hook started too.
     cmd.process_group(0)
         .stdin(Stdio::from(stdin))

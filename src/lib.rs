@@ -1,5 +1,6 @@
 //! Strata: a runc-compatible OCI container runtime (library half; the CLIs are thin).
 
+pub mod affinity;
 pub mod capabilities;
 pub mod cgroups;
 pub mod cli;

@@ -28,22 +28,32 @@ pub fn prepare(
     layers: Option<&Layers>,
     own_ns: bool,
 ) -> Result<()> {
-    let root_flags = propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    let mut root_flags = propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    if root_flags & libc::MS_UNBINDABLE != 0 {
+        // Until pivot_root an unbindable root could not be bound onto itself (EINVAL, as
+        // runc 1.1 fails): private now, unbindable in `finalize`.
+        root_flags = root_flags & !libc::MS_UNBINDABLE | libc::MS_PRIVATE;
+    }
     if own_ns {
         mount_path(None, c"/", None, root_flags, None).context("set propagation of /")?;
     }
     let rc = CString::new(rootfs.as_os_str().as_bytes())?;
-    if root_flags & libc::MS_SHARED != 0 {
-        // pivot_root refuses a shared parent mount; make just that one private.
-        if let Some(mp) = parent_mountpoint(rootfs) {
+    if own_ns {
+        // A rootfs on a mount still shared with the host (rootfsPropagation "shared", or
+        // "private"/"slave" that left the submounts of / alone): pivot_root refuses a
+        // shared parent, and the bind below would join the host's peer group, so every
+        // container mount would appear on the host. Make just that mount a slave: runc
+        // makes it private (rootfsParentMountPrivate), which also cuts what the host
+        // mounts there later from a "slave" root, which the spec says receives them.
+        if let Some(mp) = shared_parent_mount(rootfs) {
             mount_path(
                 None,
                 &CString::new(mp.as_bytes())?,
                 None,
-                libc::MS_PRIVATE,
+                libc::MS_SLAVE,
                 None,
             )
-            .with_context(|| format!("make {mp} private"))?;
+            .with_context(|| format!("make {mp} a slave"))?;
         }
     }
     if let Some(layers) = layers {
@@ -57,12 +67,23 @@ pub fn prepare(
     Ok(())
 }
 
-fn parent_mountpoint(p: &Path) -> Option<String> {
+/// The mount point `p` lies on, if that mount is shared (a `shared:N` optional field).
+fn shared_parent_mount(p: &Path) -> Option<String> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mi.lines()
-        .filter_map(|l| l.split(' ').nth(4).map(String::from))
-        .filter(|mp| p.starts_with(mp))
-        .max_by_key(|mp| mp.len())
+    // The last mount listed at a mount point is the one on top.
+    let (mp, line) = mi
+        .lines()
+        .filter_map(|l| Some((l.split(' ').nth(4)?, l)))
+        .filter(|(mp, _)| p.starts_with(mp))
+        .fold(None::<(&str, &str)>, |best, (mp, l)| match best {
+            Some((b, _)) if b.len() > mp.len() => best,
+            _ => Some((mp, l)),
+        })?;
+    let optional = line.split(' ').skip(6).take_while(|f| *f != "-");
+    optional
+        .into_iter()
+        .any(|f| f.starts_with("shared:"))
+        .then(|| mp.to_string())
 }
 
 /// Enter the rootfs: pivot_root, or with `--no-pivot` a move mount and chroot; in the

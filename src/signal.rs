@@ -87,3 +87,14 @@ mod tests {
         assert!(parse("999").is_err());
     }
 }
+
+/// Shell convention: the exit status, or 128+signal.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}

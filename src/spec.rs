@@ -64,6 +64,7 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 
 /// Checks the runtime needs before creating anything, each naming the field at fault.
 pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
     let process = spec
         .process()
         .as_ref()
@@ -81,6 +82,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(h) = spec.hooks() {
         crate::hooks::validate(h)?;
     }
+    // Used only by `exec`, but a config error is create's to report.
+    crate::affinity::ExecAffinity::of(process).context("config.json")?;
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             bail!(
@@ -90,6 +93,58 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The spec versions whose configs we understand: the 1.x series, which keeps backward
+/// and forward compatibility within the major version.
+const KNOWN_MAJOR: &str = "1";
+
+/// `ociVersion` MUST be SemVer 2.0.0 (config.md), and a config of another major version
+/// may mean what we would read differently. runc 1.1 takes any string; crun refuses
+/// versions other than 1.x ("unknown version specified"), and so do we, naming the value.
+fn check_version(v: &str) -> Result<()> {
+    let major = semver_major(v).with_context(|| {
+        format!("config.json: ociVersion {v:?}: not a SemVer 2.0.0 version (like \"1.0.2\")")
+    })?;
+    if major != KNOWN_MAJOR {
+        bail!("config.json: ociVersion {v:?}: unsupported major version {major} (strata implements the runtime-spec 1.x)");
+    }
+    Ok(())
+}
+
+/// The major version of a SemVer 2.0.0 string, or None if it is not one:
+/// MAJOR.MINOR.PATCH without leading zeros, then optional `-pre.release` and `+build`.
+fn semver_major(v: &str) -> Option<&str> {
+    let (v, build) = match v.split_once('+') {
+        Some((v, b)) => (v, Some(b)),
+        None => (v, None),
+    };
+    let (core, pre) = match v.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (v, None),
+    };
+    let ident =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let numeric = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    };
+    let nums: Vec<&str> = core.split('.').collect();
+    if nums.len() != 3 || !nums.iter().all(|n| numeric(n)) {
+        return None;
+    }
+    // A numeric pre-release identifier has no leading zeros either.
+    if let Some(p) = pre {
+        let ok = p
+            .split('.')
+            .all(|i| ident(i) && (!i.bytes().all(|b| b.is_ascii_digit()) || numeric(i)));
+        if !ok {
+            return None;
+        }
+    }
+    if build.is_some_and(|b| !b.split('.').all(ident)) {
+        return None;
+    }
+    Some(nums[0])
 }
 
 /// The default config.json `spec` writes (runc's template; `rootless` adapts it).
@@ -176,6 +231,38 @@ pub fn write_default(bundle: &Path, rootless: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn semver_versions() {
+        for (v, major) in [
+            ("1.0.2", Some("1")),
+            ("1.0.2-dev", Some("1")),
+            ("1.2.0-rc.1+build.5", Some("1")),
+            ("10.20.30", Some("10")),
+            ("0.5.0", Some("0")),
+            ("1.0.0-0A.is.legal", Some("1")),
+        ] {
+            assert_eq!(super::semver_major(v), major, "{v}");
+        }
+        for v in [
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "01.0.0",
+            "1.02.0",
+            "v1.0.0",
+            "1.0.0-",
+            "1.0.0+",
+            "1.0.0-01",
+            "1.0.0-a..b",
+            "1.0.0-a_b",
+            "bogus",
+            " 1.0.0",
+        ] {
+            assert_eq!(super::semver_major(v), None, "{v}");
+        }
+    }
+
     #[test]
     fn default_parses_as_spec() {
         for rootless in [false, true] {

@@ -25,13 +25,17 @@ pub fn default_root() -> PathBuf {
 /// Name of the fifo `start` writes to release the waiting init (runc uses the same name).
 pub const EXEC_FIFO: &str = "exec.fifo";
 const STATE_FILE: &str = "state.json";
+/// The config the container was created with: exec must follow it (seccomp, process
+/// defaults) even if the bundle changed since.
+const SAVED_CONFIG: &str = "config.json";
 // The state dir is named after the ID: a file name is at most 255 bytes.
 const MAX_ID_LEN: usize = 255;
 
 /// Refuse IDs that are empty, too long, path-like or odd (`../x`, `a/b`, `/`).
 pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
-        bail!("invalid container ID: it is empty");
+        // runc's words.
+        bail!("invalid container ID: container id cannot be empty");
     }
     if id.len() > MAX_ID_LEN {
         bail!("invalid container ID: longer than {MAX_ID_LEN} bytes");
@@ -182,6 +186,10 @@ impl StateDir {
         self.dir.join(EXEC_FIFO)
     }
 
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(SAVED_CONFIG)
+    }
+
     pub fn load(&self) -> Result<ContainerState> {
         let p = self.dir.join(STATE_FILE);
         let data = match fs::read(&p) {
@@ -286,4 +294,20 @@ mod tests {
         assert!(validate_id(&"x".repeat(256)).is_err());
         assert!(validate_id(&"x".repeat(255)).is_ok());
     }
+}
+
+/// Write a pid file atomically, as containerd expects to read it whole.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("pid")
+    ));
+    // Errors name the file the caller asked for, not our temp name beside it.
+    let what = || format!("--pid-file {}", path.display());
+    std::fs::write(&tmp, pid.to_string()).with_context(what)?;
+    std::fs::rename(&tmp, path)
+        .with_context(what)
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }

@@ -15,6 +15,7 @@ use crate::process::channel::{self, Msg};
 use crate::process::{clone::clone_fork, init, InitPlan};
 use crate::state::{ContainerState, StateDir};
 use crate::{namespaces, overlay, spec, timefmt};
+use oci_spec::runtime::{Linux, Spec};
 
 /// What `create` (and `run`) were asked to do.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +61,29 @@ struct Undo {
     workdir: Option<PathBuf>,
     /// Without a mount namespace: (rootfs, mount ID below the container's mounts).
     host_mounts: Option<(PathBuf, u64)>,
+}
+
+impl Undo {
+    fn new(root: &Path, sd: &StateDir) -> Undo {
+        Undo {
+            pid: 0,
+            cgroups: vec![],
+            leaves: vec![],
+            root: root.to_path_buf(),
+            dir: Some(sd.dir.clone()),
+            workdir: None,
+            host_mounts: None,
+        }
+    }
+
+    /// The container is created: nothing is undone any more.
+    fn disarm(&mut self) {
+        self.pid = 0;
+        self.cgroups.clear();
+        self.dir = None;
+        self.workdir = None;
+        self.host_mounts = None;
+    }
 }
 
 impl Drop for Undo {
@@ -109,48 +133,114 @@ fn mkfifo(path: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Write a pid file atomically, as containerd expects to read it whole.
-pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("pid")
-    ));
-    // Errors name the file the caller asked for, not our temp name beside it.
-    let what = || format!("--pid-file {}", path.display());
-    std::fs::write(&tmp, pid.to_string()).with_context(what)?;
-    std::fs::rename(&tmp, path)
-        .with_context(what)
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-}
-
 /// Create the container. Returns with every signal blocked (see `Created::orig_mask`),
 /// so that `run` cannot miss the init's SIGCHLD however fast it exits.
 pub fn create(o: &CreateOpts) -> Result<Created> {
+    let (b, ns) = load_bundle(o)?;
+    let hs = cgroups::hierarchies()?;
+    let sd = StateDir::create(&o.root, &o.id)?;
+    let mut undo = Undo::new(&o.root, &sd);
+    let (st, placement, layers) = reserve(o, &b, &ns, &hs, &sd, &mut undo)?;
+    let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
+    let (plan, id_maps, idmaps) = plan_init(o, &b, ns, &st, cgm, layers)?;
+
+    // The pty master goes to the caller's socket, or to us to proxy in the foreground.
+    let (console_child, console_ours) = crate::console::socket_ends(
+        plan.process.terminal,
+        o.console_socket.as_deref(),
+        o.foreground,
+    )?;
+    let (chan_r, chan_w) = channel::channel()?;
+    let (go_r, go_w) = channel::pipe()?;
+    let child = init::InitFds {
+        chan: chan_w,
+        go: go_r,
+        fifo: mkfifo(&sd.fifo_path())?,
+        lock: sd.lock_fd(),
+        console: console_child,
+    };
+    let ours = ParentEnds {
+        chan: chan_r,
+        go: go_w,
+    };
+    let orig_mask = crate::process::wait::block_all();
+    let (
+        pid,
+        fifo,
+        ParentEnds {
+            chan: chan_r,
+            go: go_w,
+        },
+    ) = spawn_init(&plan, id_maps.is_some(), child, ours, &orig_mask)?;
+    undo.pid = pid;
+    place_init(
+        o,
+        &b.linux,
+        &plan,
+        id_maps.as_ref(),
+        &placement,
+        &chan_r,
+        &mut undo,
+    )?;
+    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
+    let pid = serve_init(&plan, &st, idmaps.as_ref(), &chan_r, &go_w, &mut undo)?;
+    let st = record(o, &sd, st, pid, &plan, &undo.cgroups, go_w)?;
+    undo.disarm();
+    tracing::debug!(id = %o.id, pid, "container created");
+    Ok(Created {
+        state: st,
+        fifo,
+        chan: chan_r,
+        orig_mask,
+        console: console_ours,
+    })
+}
+
+/// The bundle as `create` found it: config.json loaded and checked, the rootfs resolved,
+/// the namespaces planned (returned beside it). Nothing is made yet.
+struct Bundle {
+    dir: PathBuf,
+    spec: Spec,
+    /// config.json as read: saved in the state dir for `exec`.
+    bytes: Vec<u8>,
+    rootfs: PathBuf,
+    linux: Linux,
+}
+
+fn load_bundle(o: &CreateOpts) -> Result<(Bundle, namespaces::NsPlan)> {
     crate::state::validate_id(&o.id)?;
-    let bundle = std::fs::canonicalize(&o.bundle)
+    let dir = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
-    let (spec, spec_bytes) = spec::load(&bundle)?;
+    let (spec, bytes) = spec::load(&dir)?;
     spec::validate(&spec)?;
-    let rootfs = spec::rootfs_path(&spec, &bundle)?;
+    let rootfs = spec::rootfs_path(&spec, &dir)?;
     let rootfs =
         std::fs::canonicalize(&rootfs).with_context(|| format!("rootfs {}", rootfs.display()))?;
     let linux = spec.linux().clone().unwrap_or_default();
     let ns = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    let hs = cgroups::hierarchies()?;
-    let annotations = spec.annotations().clone().unwrap_or_default();
-
-    let sd = StateDir::create(&o.root, &o.id)?;
-    let mut undo = Undo {
-        pid: 0,
-        cgroups: vec![],
-        leaves: vec![],
-        root: o.root.clone(),
-        dir: Some(sd.dir.clone()),
-        workdir: None,
-        host_mounts: None,
+    let b = Bundle {
+        dir,
+        spec,
+        bytes,
+        rootfs,
+        linux,
     };
+    Ok((b, ns))
+}
+
+/// Claim what the container will own before any process exists: its overlay layers
+/// (and upper dir), its cgroup paths, and a provisional state (no pid yet) saved with the
+/// config: if we are killed from here on, `delete` still finds the cgroups to remove,
+/// and the init exits when it sees our end of "go" close.
+fn reserve(
+    o: &CreateOpts,
+    b: &Bundle,
+    ns: &namespaces::NsPlan,
+    hs: &[cgroups::Hierarchy],
+    sd: &StateDir,
+    undo: &mut Undo,
+) -> Result<(ContainerState, cgroups::Placement, Option<overlay::Layers>)> {
+    let annotations = b.spec.annotations().clone().unwrap_or_default();
     // An upper dir is claimed under the root's lock, held from before its work dir may
     // be made until our provisional state (the claim) is saved: of two creates with one
     // upper or work dir, one sees the other's claim, and never uses a dir the other made
@@ -159,52 +249,66 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         .contains_key(overlay::UPPERDIR)
         .then(|| crate::state::lock_dir(&o.root))
         .transpose()?;
-    let layers = overlay_layers(&annotations, &bundle, &ns)?;
+    let layers = overlay_layers(&annotations, &b.dir, ns)?;
     undo.workdir = layers.as_ref().and_then(|l| l.made_workdir.clone());
     // Cgroups are only planned here; the parent makes them after the clone, while the
     // init already builds the rootfs (it waits for them only at its cgroup gate).
     let mut placement = cgroups::plan(
-        &hs,
-        linux.cgroups_path().as_deref(),
+        hs,
+        b.linux.cgroups_path().as_deref(),
         &o.id,
         o.systemd_cgroup,
     )?;
     if unsafe { libc::geteuid() } != 0 {
-        placement = cgroups::rootless(placement, &linux)?;
+        placement = cgroups::rootless(placement, &b.linux)?;
     }
-    // Provisional state (no pid yet): if we are killed from here on, `delete` still finds
-    // the cgroups to remove, and the init exits when it sees our end of "go" close.
     let st = ContainerState {
         id: o.id.clone(),
         pid: 0,
         pid_start: 0,
-        bundle: bundle.clone(),
-        rootfs: rootfs.clone(),
+        bundle: b.dir.clone(),
+        rootfs: b.rootfs.clone(),
         created: timefmt::now_rfc3339_nanos(),
         owner: String::new(),
         annotations,
         cgroup_dirs: placement.created.clone(),
         cgroup_paths: placement.paths.clone(),
-        oci_version: spec.version().clone(),
+        oci_version: b.spec.version().clone(),
         own_pid_ns: false,
         shared_cgroup: placement.shared,
         rootfs_mount_below: (!ns.mount)
-            .then(|| crate::rootfs::mount_id_at(&rootfs))
+            .then(|| crate::rootfs::mount_id_at(&b.rootfs))
             .transpose()?,
-        hooks: spec.hooks().clone(),
+        hooks: b.spec.hooks().clone(),
     };
     if let Some(u) = layers.as_ref().and_then(|l| l.upper.as_ref()) {
         ensure_upper_free(&o.root, &o.id, u)?;
     }
-    undo.host_mounts = st.rootfs_mount_below.map(|b| (rootfs.clone(), b));
+    undo.host_mounts = st.rootfs_mount_below.map(|below| (b.rootfs.clone(), below));
     sd.save(&st)?;
     drop(root_lock);
-    let saved = sd.dir.join(super::exec::SAVED_CONFIG);
-    std::fs::write(&saved, &spec_bytes).with_context(|| format!("write {}", saved.display()))?;
-    let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
-    let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
+    let saved = sd.config_path();
+    std::fs::write(&saved, &b.bytes).with_context(|| format!("write {}", saved.display()))?;
+    Ok((st, placement, layers))
+}
+
+/// Everything the init will do, prepared before the clone: the `InitPlan` with our
+/// options applied, the user namespace's id maps, and the bind trees the parent builds.
+fn plan_init(
+    o: &CreateOpts,
+    b: &Bundle,
+    ns: namespaces::NsPlan,
+    st: &ContainerState,
+    cgm: CgroupMount,
+    layers: Option<overlay::Layers>,
+) -> Result<(
+    InitPlan,
+    Option<namespaces::IdMaps>,
+    Option<crate::mounts::idmap::Prepared>,
+)> {
+    let mut plan = InitPlan::build(&b.spec, &b.dir, b.rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.overlay = layers;
-    let id_maps = namespaces::IdMaps::plan(&linux, &plan.ns)?;
+    let id_maps = namespaces::IdMaps::plan(&b.linux, &plan.ns)?;
     let idmaps = crate::mounts::idmap::prepare(&mut plan.mounts, &plan.ns, id_maps.as_ref())?;
     plan.process.preserve_fds = o.preserve_fds;
     if o.listen_fds > 0 {
@@ -218,18 +322,32 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     plan.new_keyring = (!o.no_new_keyring)
         .then(|| CString::new(format!("_ses.{}", o.id)))
         .transpose()?;
-    plan.hooks = hooks::InitHooks::new(st.hooks.as_ref(), &st);
+    let env: Vec<String> = plan
+        .process
+        .env
+        .iter()
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    plan.hooks = hooks::InitHooks::new(st.hooks.as_ref(), st, &env);
+    Ok((plan, id_maps, idmaps))
+}
 
-    // The pty master goes to the caller's socket, or to us to proxy in the foreground.
-    let (console_child, console_ours) = console_socket(
-        plan.process.terminal,
-        o.console_socket.as_deref(),
-        o.foreground,
-    )?;
-    let fifo = mkfifo(&sd.fifo_path())?;
-    let (chan_r, chan_w) = channel::channel()?;
-    let (go_r, go_w) = channel::pipe()?;
-    let orig_mask = crate::process::wait::block_all();
+/// The parent's ends of the init's channel and "go" pipe.
+struct ParentEnds {
+    chan: OwnedFd,
+    go: OwnedFd,
+}
+
+/// Clone the init (with every signal already blocked) and hand it its fds. Of those the
+/// parent keeps only the exec fifo (`run` writes it), returned with the init's pid and
+/// our own ends, which the init closes: holding them, it would never see EOF when we die.
+fn spawn_init(
+    plan: &InitPlan,
+    has_id_maps: bool,
+    fds: init::InitFds,
+    ours: ParentEnds,
+    orig_mask: &libc::sigset_t,
+) -> Result<(libc::pid_t, OwnedFd, ParentEnds)> {
     if let Some(fd) = &plan.ns.join_pid {
         namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
     }
@@ -237,33 +355,35 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     // (CVE-2016-9962), not even before its first instruction. Rootless, an unprivileged
     // parent could not write a non-dumpable child's id maps: the init turns itself
     // non-dumpable once they are written, before it touches the container.
-    let rootless = id_maps.is_some() && unsafe { libc::geteuid() } != 0;
+    let rootless = has_id_maps && unsafe { libc::geteuid() } != 0;
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, rootless as libc::c_ulong, 0, 0, 0) };
-    let mut pid = clone_fork(plan.ns.clone_flags).context("clone container init")?;
+    let pid = clone_fork(plan.ns.clone_flags).context("clone container init")?;
     if pid == 0 {
-        drop(chan_r);
-        drop(go_w);
-        let fifo_child = fifo;
-        init::run(
-            &plan,
-            init::InitFds {
-                chan: chan_w,
-                go: go_r,
-                fifo: fifo_child,
-                lock: sd.lock_fd(),
-                console: console_child,
-            },
-            &orig_mask,
-        );
+        drop(ours);
+        init::run(plan, fds, orig_mask);
     }
-    undo.pid = pid;
-    drop(chan_w);
-    drop(go_r);
-    // The init is already building the rootfs; it waits for "go" only before it needs
-    // to be in its cgroups. If it failed meanwhile, its own message explains more.
-    let placed = if plan.ns.unshare_user {
-        // The maps can only be written once the init has made its user namespace.
-        match channel::recv(&chan_r) {
+    Ok((pid, fds.fifo, ours))
+}
+
+/// While the init already builds the rootfs: write its id maps (once it has made its
+/// user namespace), make its cgroups, set their limits and device rules, and put it in
+/// them. It waits for "go" only before it needs to be in its cgroups. If it failed
+/// meanwhile, its own message explains more than ours.
+fn place_init(
+    o: &CreateOpts,
+    linux: &Linux,
+    plan: &InitPlan,
+    id_maps: Option<&namespaces::IdMaps>,
+    placement: &cgroups::Placement,
+    chan: &OwnedFd,
+    undo: &mut Undo,
+) -> Result<()> {
+    let pid = undo.pid;
+    let offsets = plan.attrs.time_offsets_by_parent(plan.ns.user);
+    let placed = if plan.ns.unshare_user || offsets.is_some() {
+        // The maps can only be written once the init has made its user namespace, the
+        // offsets once it has made its time namespace.
+        match channel::recv(chan) {
             Msg::Userns => Ok(()),
             Msg::Error(m) => Err(anyhow::anyhow!("container init: {m}")),
             m => Err(anyhow::anyhow!(
@@ -274,32 +394,57 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         Ok(())
     };
     let placed = placed
-        .and_then(|_| id_maps.as_ref().map_or(Ok(()), |m| m.write(pid, "linux.")))
-        .and_then(|_| cgroups::make(&placement, &o.root))
+        .and_then(|_| id_maps.map_or(Ok(()), |m| m.write(pid, "linux.")))
+        .and_then(|_| offsets.map_or(Ok(()), |o| write_time_offsets(pid, o)))
+        .and_then(|_| cgroups::make(placement, &o.root))
         .and_then(|made| {
             undo.cgroups = made;
             undo.leaves = placement.paths.clone();
             if let Some(r) = linux.resources() {
                 cgroups::resources::apply(&placement.paths, r)?;
             }
-            cgroups::apply_device_rules(&placement.paths, &linux)?;
-            cgroups::add_pid(&placement.paths, pid)
+            cgroups::apply_device_rules(&placement.paths, linux)?;
+            cgroups::add_pid(&placement.paths, pid)?;
+            // Our own affinity (a `taskset strata run`) is not the container's: every
+            // CPU of its cpuset, as runc 1.2 does. execCPUAffinity is not the init's.
+            crate::affinity::reset(pid)
         });
     if let Err(e) = placed {
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        if let Msg::Error(m) = channel::recv(&chan_r) {
+        if let Msg::Error(m) = channel::recv(chan) {
             bail!("container init: {m}");
         }
         return Err(e);
     }
-    drop(console_child);
-    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
+    Ok(())
+}
+
+/// The init's new time namespace, made in a user namespace: we write its offsets, as
+/// runc does, with the host's CAP_SYS_TIME.
+fn write_time_offsets(pid: libc::pid_t, offsets: &str) -> Result<()> {
+    let path = format!("/proc/{pid}/timens_offsets");
+    std::fs::write(&path, offsets)
+        .with_context(|| format!("linux.timeOffsets: write {offsets:?} to {path}"))
+}
+
+/// Answer the init's requests until it is ready (waiting on the exec fifo): the
+/// runtime's hooks, the seccomp listener fd, the real init's pid in a new pid namespace,
+/// bind mount trees. Returns the init's pid (the forked one, in a new pid namespace).
+fn serve_init(
+    plan: &InitPlan,
+    st: &ContainerState,
+    idmaps: Option<&crate::mounts::idmap::Prepared>,
+    chan: &OwnedFd,
+    go: &OwnedFd,
+    undo: &mut Undo,
+) -> Result<libc::pid_t> {
     let stop = channel::stop_signals()?;
     let next = || {
-        channel::recv_or_signal(&chan_r, &stop).map_err(|sig| {
+        channel::recv_or_signal(chan, &stop).map_err(|sig| {
             anyhow::anyhow!("interrupted by signal {sig} while the container was being set up")
         })
     };
+    let mut pid = undo.pid;
     let mut hooks_ran = false;
     let mut forked = false;
     loop {
@@ -307,13 +452,13 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Msg::Hooks if !hooks_ran => {
                 // The init waits before pivot_root; on error, `undo` kills it.
                 hooks_ran = true;
-                let state = hooks::State::new(&st, pid);
+                let state = hooks::State::new(st, pid);
                 for kind in [Kind::Prestart, Kind::CreateRuntime] {
                     hooks::run(kind, hooks::of(st.hooks.as_ref(), kind), &state)?;
                 }
-                unsafe { libc::write(go_w.as_raw_fd(), b"h".as_ptr() as *const libc::c_void, 1) };
+                unsafe { libc::write(go.as_raw_fd(), b"h".as_ptr() as *const libc::c_void, 1) };
             }
-            Msg::Ready => break,
+            Msg::Ready => return Ok(pid),
             Msg::Fd(fd) => {
                 let Some((path, meta)) = plan
                     .process
@@ -325,7 +470,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
                 };
                 let state = hooks::State {
                     status: "creating",
-                    ..hooks::State::new(&st, pid)
+                    ..hooks::State::new(st, pid)
                 };
                 crate::seccomp::send_listener(path, meta, &fd, pid, &state)?;
             }
@@ -338,11 +483,11 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             }
             Msg::Pid(_) => bail!("container init sent a pid nobody asked for"),
             Msg::Idmap => {
-                let Some(prepared) = &idmaps else {
+                let Some(prepared) = idmaps else {
                     bail!("container init asked for bind mount trees it has none of");
                 };
                 for tree in crate::mounts::idmap::build(prepared, &plan.mounts, pid)? {
-                    channel::send_tree(&chan_r, &tree).context("send a bind mount tree")?;
+                    channel::send_tree(chan, &tree).context("send a bind mount tree")?;
                 }
             }
             Msg::Error(m) => bail!("container init: {m}"),
@@ -351,37 +496,34 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Msg::Userns => bail!("container init sent an unexpected user namespace message"),
         }
     }
-    let pid_start = crate::container::status::proc_stat(pid)
+}
+
+/// Save the final state (pid, its start time, the cgroups made) and the pid file, then
+/// tell the init ("s") that it may outlive us.
+fn record(
+    o: &CreateOpts,
+    sd: &StateDir,
+    mut st: ContainerState,
+    pid: libc::pid_t,
+    plan: &InitPlan,
+    made: &[PathBuf],
+    go: OwnedFd,
+) -> Result<ContainerState> {
+    st.pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)
         .context("container init vanished")?;
-    let mut st = st;
     st.pid = pid;
-    st.pid_start = pid_start;
     st.own_pid_ns = plan.ns.new_pid;
     // What was made, not what was planned: a concurrent create may have made a parent.
-    st.cgroup_dirs = undo.cgroups.clone();
+    st.cgroup_dirs = made.to_vec();
     sd.save(&st)?;
     if let Some(p) = &o.pid_file {
-        write_pid_file(p, pid)?;
+        crate::state::write_pid_file(p, pid)?;
     }
-    // The state is on disk: the init may now outlive us.
-    if unsafe { libc::write(go_w.as_raw_fd(), b"s".as_ptr() as *const libc::c_void, 1) } != 1 {
+    if unsafe { libc::write(go.as_raw_fd(), b"s".as_ptr() as *const libc::c_void, 1) } != 1 {
         bail!("container init exited before it was started");
     }
-    drop(go_w);
-    undo.pid = 0;
-    undo.cgroups.clear();
-    undo.dir = None;
-    undo.workdir = None;
-    undo.host_mounts = None;
-    tracing::debug!(id = %o.id, pid, "container created");
-    Ok(Created {
-        state: st,
-        fifo,
-        chan: chan_r,
-        orig_mask,
-        console: console_ours,
-    })
+    Ok(st)
 }
 
 /// The overlay root config.json's annotations ask for, its layers opened and checked.
@@ -454,23 +596,4 @@ fn ensure_upper_free(root: &Path, id: &str, upper: &overlay::Upper) -> Result<()
         );
     }
     Ok(())
-}
-
-/// (the child's end, our end) of the console socket, checked against process.terminal
-/// as runc does.
-pub fn console_socket(
-    terminal: bool,
-    path: Option<&Path>,
-    foreground: bool,
-) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
-    match (terminal, path) {
-        (true, Some(p)) => Ok((Some(crate::console::connect(p)?), None)),
-        (true, None) if foreground => {
-            let (ours, child) = crate::fdpass::socketpair()?;
-            Ok((Some(child), Some(ours)))
-        }
-        (true, None) => bail!("process.terminal is true: a detached container needs --console-socket to receive its terminal"),
-        (false, Some(_)) => bail!("--console-socket given but process.terminal is false: there is no terminal to send"),
-        (false, None) => Ok((None, None)),
-    }
 }

@@ -28,7 +28,7 @@ pub fn stats_once(root: &Path, id: &str, out: &mut dyn Write) -> Result<()> {
     let sd = StateDir::open_unlocked(root, id)?;
     let st = sd.load()?;
     if status(&st, &sd) == Status::Stopped {
-        bail!("container {id} is not running");
+        bail!("{}", super::kill::not_running(id));
     }
     writeln!(
         out,

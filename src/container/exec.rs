@@ -6,8 +6,8 @@ use oci_spec::runtime::{Process, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use super::create::{console_socket, write_pid_file};
 use super::status::{alive, status, Status};
+use crate::affinity::ExecAffinity;
 use crate::process::attrs::Attrs;
 use crate::process::channel::{self, Msg};
 use crate::process::join::{self, JoinFds, NsFds};
@@ -35,10 +35,6 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
 }
-
-/// The file in the state dir holding the config the container was created with: exec
-/// must follow it (seccomp, process defaults) even if the bundle changed since.
-pub const SAVED_CONFIG: &str = "config.json";
 
 /// The process to run: process.json as given, or the container's process with the flags
 /// applied (as runc builds it).
@@ -172,7 +168,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         Status::Paused => bail!("cannot exec in a paused container (resume it first)"),
         Status::Stopped => bail!("cannot exec in a stopped container"),
     }
-    let saved = sd.dir.join(SAVED_CONFIG);
+    let saved = sd.config_path();
     let spec: Spec = serde_json::from_slice(
         &std::fs::read(&saved).with_context(|| format!("read {}", saved.display()))?,
     )
@@ -190,6 +186,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     let mut plan = ProcessPlan::from_spec(&proc_)?;
     plan.preserve_fds = o.preserve_fds;
+    let affinity = ExecAffinity::of(&proc_)?;
     let linux = spec.linux().clone().unwrap_or_default();
     plan.seccomp = linux
         .seccomp()
@@ -222,7 +219,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         "exec: joining the init's namespaces"
     );
     let (console_child, console_ours) =
-        console_socket(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
+        crate::console::socket_ends(plan.terminal, o.console_socket.as_deref(), !o.detach)?;
 
     let (chan_r, chan_w) = channel::channel()?;
     let (go_r, go_w) = channel::pipe()?;
@@ -241,6 +238,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         crate::namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
     }
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut initial = affinity.enter_initial()?;
     let pid = clone_fork(0).context("fork the exec process")?;
     if pid == 0 {
         drop(chan_r);
@@ -253,6 +251,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             root,
         };
         join::run(&plan, &attrs, &ns, fds, &orig_mask);
+    }
+    if initial.take().is_some() {
+        // What the kernel says, not what we asked: the process is not in its cgroups yet.
+        let cpus = crate::affinity::cpus_of(pid);
+        tracing::debug!(id = %o.id, pid, cpus = %cpus, "exec: initial CPU affinity");
     }
     drop(chan_w);
     drop(go_r);
@@ -267,6 +270,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     };
     if let Err(e) = crate::cgroups::add_pid(&st.cgroup_paths, pid) {
         return kill(e.context("put the exec process in the container's cgroups"));
+    }
+    if let Err(e) = affinity.apply_final(pid) {
+        return kill(e);
     }
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
     loop {
@@ -293,7 +299,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         }
     }
     if let Some(p) = &o.pid_file {
-        if let Err(e) = write_pid_file(p, pid) {
+        if let Err(e) = crate::state::write_pid_file(p, pid) {
             // The process is not left running unknown to the caller.
             return kill(e);
         }

@@ -17,7 +17,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         if all {
             return send(&st, id, sig, true);
         }
-        bail!("container {id} is not running");
+        bail!("{}", not_running(id));
     }
     let r = send(&st, id, sig, all);
     // A frozen task only dies once thawed (runc does the same, #3217).
@@ -35,7 +35,18 @@ fn send(st: &crate::state::ContainerState, id: &str, sig: i32, all: bool) -> Res
         return Ok(());
     }
     if unsafe { libc::kill(st.pid, sig) } != 0 {
-        bail!("kill container {id}: {}", std::io::Error::last_os_error());
+        let e = std::io::Error::last_os_error();
+        // It exited since we looked: that is "gone", not a failure, for the caller too.
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            bail!("{}", not_running(id));
+        }
+        bail!("kill container {id}: {e}");
     }
     Ok(())
+}
+
+/// runc's words: containerd's shim and podman match "container not running" to tell a
+/// container that is gone (nothing to signal) from a kill that failed.
+pub(crate) fn not_running(id: &str) -> String {
+    format!("container not running: {id} has stopped")
 }

@@ -115,7 +115,7 @@ fn dir_target(root: &Root, dest: &Path, strict: bool) -> Result<OwnedFd> {
         }
         Err(e) if strict && errno(&e) == libc::ELOOP => {
             bail!(
-                "{} must be mounted on an ordinary directory: it is a symlink in the rootfs",
+                "{} must be mounted on ordinary directory: it is a symlink in the rootfs",
                 dest.display()
             )
         }

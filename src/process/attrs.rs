@@ -84,18 +84,36 @@ impl Attrs {
     /// The init itself stays in the old one; its program enters the new one at execve
     /// (the kernel moves a task into its `time_for_children` namespace on exec; the
     /// tests check it through /proc/uptime).
-    pub fn enter_time_ns(&self) -> Result<()> {
+    pub fn enter_time_ns(&self, user_ns: bool) -> Result<()> {
         let Some(offsets) = &self.time_ns else {
             return Ok(());
         };
-        if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("unshare time namespace");
+        if self.time_offsets_by_parent(user_ns).is_some() {
+            return Ok(()); // made early, see `unshare_time_ns`
         }
+        self.unshare_time_ns()?;
         // Offsets can only be set before any process has entered the namespace: now.
         if !offsets.is_empty() {
             std::fs::write("/proc/self/timens_offsets", offsets).with_context(|| {
                 format!("linux.timeOffsets: write {offsets:?} to /proc/self/timens_offsets")
             })?;
+        }
+        Ok(())
+    }
+
+    /// The offsets the parent writes into /proc/<init>/timens_offsets: in a user
+    /// namespace the non-dumpable init cannot open its own (the file belongs to the host's
+    /// root), and the kernel checks CAP_SYS_TIME against the opener of the file.
+    pub fn time_offsets_by_parent(&self, user_ns: bool) -> Option<&str> {
+        self.time_ns.as_deref().filter(|o| user_ns && !o.is_empty())
+    }
+
+    /// Make the new time namespace for the init's children. With offsets for the parent
+    /// to write, right after the user namespace and before anything forks: a process
+    /// that enters the namespace (a fork now would) freezes its offsets.
+    pub fn unshare_time_ns(&self) -> Result<()> {
+        if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("unshare time namespace");
         }
         Ok(())
     }

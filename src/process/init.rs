@@ -121,6 +121,13 @@ fn setup(
             unsafe { libc::unshare(libc::CLONE_NEWUSER) },
             "create the user namespace (after joining linux.namespaces paths)",
         )?;
+    }
+    let parent_sets_time = plan.attrs.time_offsets_by_parent(plan.ns.user).is_some();
+    if parent_sets_time {
+        plan.attrs.unshare_time_ns()?;
+    }
+    if plan.ns.unshare_user || parent_sets_time {
+        // The parent now writes what only it may: id maps, time offsets.
         super::channel::send_userns(&fds.chan);
     }
     if plan.ns.user {
@@ -146,7 +153,7 @@ fn setup(
         s.pid = runtime_pid();
     }
     let hook_state = hook_state.as_ref();
-    plan.attrs.enter_time_ns()?;
+    plan.attrs.enter_time_ns(plan.ns.user)?;
     if let Some(name) = &plan.new_keyring {
         // A private session keyring, so the container cannot read the caller's keys.
         // Kernels without keyrings (ENOSYS) simply have nothing to leak.

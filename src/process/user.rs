@@ -44,10 +44,7 @@ pub fn prepare(p: &ProcessPlan, attrs: &super::attrs::Attrs, chan: &OwnedFd) -> 
     unsafe { libc::umask(p.umask as libc::mode_t) };
     // Every fd above the preserved ones closes at exec: nothing of the runtime leaks.
     let first = 3 + p.preserve_fds;
-    const CLOSE_RANGE_CLOEXEC: u32 = 4;
-    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0 {
-        mark_cloexec_fallback(first as i32);
-    }
+    crate::fdpass::cloexec_from(first);
     for fd in 3..first as i32 {
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
             return Err(std::io::Error::last_os_error())
@@ -107,19 +104,6 @@ pub(crate) fn os(r: libc::c_int, what: &str) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context(what.to_string());
     }
     Ok(())
-}
-
-fn mark_cloexec_fallback(first: i32) {
-    // Not /proc/self/fd: after pivot_root that is whatever the image put at /proc.
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let max = lim.rlim_cur.min(1 << 20) as i32;
-    for fd in first..max {
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
 }
 
 fn set_cwd(p: &ProcessPlan) -> Result<()> {

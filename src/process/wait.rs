@@ -21,7 +21,7 @@ pub fn wait_forwarding(pid: libc::pid_t, orig_mask: &libc::sigset_t) -> i32 {
         let mut status = 0;
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
-            break exit_code(status);
+            break crate::signal::exit_code(status);
         }
         if r < 0 {
             break 255;
@@ -33,17 +33,6 @@ pub fn wait_forwarding(pid: libc::pid_t, orig_mask: &libc::sigset_t) -> i32 {
     };
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, orig_mask, std::ptr::null_mut()) };
     code
-}
-
-/// Shell convention: the exit status, or 128+signal.
-pub fn exit_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    }
 }
 
 /// The foreground wait of `run` and `exec`: through the pty proxy when we hold the
