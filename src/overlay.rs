@@ -369,6 +369,40 @@ pub fn mount_readonly(lowers: &[BorrowedFd<'_>]) -> Result<OwnedFd> {
     stack.mount_relative(attrs)
 }
 
+/// A detached, writable overlay of `lowers` (top-most first; at least one) over `upper`
+/// and its `work` dir, with the container options: the image tool's in-process steps
+/// (a build's COPY) write through it, the upper dir keeps the change as a container's
+/// would, and nothing is mounted anywhere: it is gone when the fd closes.
+pub fn mount_writable(
+    lowers: &[BorrowedFd<'_>],
+    upper: BorrowedFd<'_>,
+    work: BorrowedFd<'_>,
+) -> Result<OwnedFd> {
+    if lowers.is_empty() || lowers.len() > MAX_LOWERS {
+        bail!(
+            "{} lower layers, but overlayfs takes 1 to {MAX_LOWERS}",
+            lowers.len()
+        );
+    }
+    let named = lowers
+        .iter()
+        .enumerate()
+        .map(|(i, fd)| (fd.as_raw_fd(), format!("lower layer {}", i + 1)))
+        .collect();
+    let upper = [
+        (upper.as_raw_fd(), "the upper dir".to_string()),
+        (work.as_raw_fd(), "the work dir".to_string()),
+    ];
+    let stack = Stack::new(named, Some(upper))?;
+    let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if !NO_LOWERDIR_PLUS.load(Ordering::Relaxed) {
+        if let Some(m) = stack.mount_plus(attrs)? {
+            return Ok(m);
+        }
+    }
+    stack.mount_relative(attrs)
+}
+
 /// The layers as the kernel gets them: fds, each with how an error names it.
 struct Stack {
     /// Top-most first.
@@ -466,6 +500,13 @@ impl Stack {
                     set_options(&fs)?;
                     fs.set_string(c"lowerdir", &lowers)
                         .map_err(|e| kernel_error(&fs, e, self.describe()))?;
+                    for (key, (fd, _)) in [c"upperdir", c"workdir"]
+                        .into_iter()
+                        .zip(self.upper.iter().flatten())
+                    {
+                        fs.set_string(key, &CString::new(fd.to_string())?)
+                            .map_err(|e| kernel_error(&fs, e, self.describe()))?;
+                    }
                     fs.create()
                         .map_err(|e| kernel_error(&fs, e, self.describe()))?;
                     fs.mount(attrs).context("fsmount overlay")
