@@ -283,25 +283,18 @@ impl Builder<'_> {
         let state = self
             .from(&base)
             .with_context(|| format!("{}: FROM {base}", at(s.pos)))?;
-        let triggers: Vec<String> = state.config["config"]["OnBuild"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(String::from))
-            .collect();
         let mut run = StageRun {
             state,
             args: Args::default(),
             flags: Default::default(),
         };
-        // The base image's ONBUILD triggers run first, as docker runs them.
-        if let Some(img) = self.base_triggers(&base, &triggers)? {
-            for ins in img {
-                interrupt::check()?;
-                self.say(&format!("[stage {i}] ONBUILD {}", ins.original));
-                self.step(&mut run, &ins)
-                    .with_context(|| format!("{}: ONBUILD {}", at(s.pos), ins.original))?;
-            }
+        // The base's ONBUILD triggers run first, as docker runs them, and are not
+        // inherited further.
+        for ins in self.triggers(&mut run.state, &base)? {
+            interrupt::check()?;
+            self.say(&format!("[stage {i}] ONBUILD {}", ins.original));
+            self.step(&mut run, &ins)
+                .with_context(|| format!("{}: ONBUILD {}", at(s.pos), ins.original))?;
         }
         for (n, ins) in s.instructions.iter().enumerate() {
             interrupt::check()?;
@@ -317,30 +310,22 @@ impl Builder<'_> {
         Ok(run.state)
     }
 
-    fn base_triggers(
-        &self,
-        base: &str,
-        _known: &[String],
-    ) -> Result<Option<Vec<dockerfile::ast::Instruction>>> {
-        // The trigger texts live in the base image's config (removed from the state).
-        if base == "scratch" || self.stage_index(base).is_some() {
-            return Ok(None);
-        }
-        let Ok(img) = crate::image::images::find(self.store, base) else {
-            return Ok(None);
+    /// The ONBUILD triggers of the state FROM gave, taken out of its config.
+    fn triggers(&self, state: &mut State, base: &str) -> Result<Vec<dockerfile::ast::Instruction>> {
+        let Some(list) = state.config["config"]
+            .as_object_mut()
+            .and_then(|c| c.remove("OnBuild"))
+        else {
+            return Ok(vec![]);
         };
-        let triggers: Vec<String> = img.config["config"]["OnBuild"]
+        let texts: Vec<String> = list
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|t| t.as_str().map(String::from))
             .collect();
-        if triggers.is_empty() {
-            return Ok(None);
-        }
-        let parsed = dockerfile::parse::parse_triggers(&triggers)
-            .map_err(|e| e.with_file(format!("ONBUILD of {base}")))?;
-        Ok(Some(parsed))
+        dockerfile::parse::parse_triggers(&texts)
+            .map_err(|e| anyhow::anyhow!(e.with_file(format!("ONBUILD of {base}"))))
     }
 
     /// The build context as COPY sees it (`.dockerignore` applied).

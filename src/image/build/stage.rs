@@ -88,13 +88,8 @@ impl Builder<'_> {
                 crate::image::images::find(self.store, name)?
             }
         };
-        let mut config = img.config.clone();
-        // Triggers are for the images built FROM this one, not inherited further.
-        if let Some(c) = config["config"].as_object_mut() {
-            c.remove("OnBuild");
-        }
         Ok(State {
-            config,
+            config: img.config.clone(),
             layers: img.manifest.layers.clone(),
             key: img.id().clone(),
             base: Some(img.id().clone()),
