@@ -39,7 +39,12 @@ impl Ctx {
         .unwrap();
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
         e.busybox("busybox");
-        Ctx { e, dir, log, wrapper }
+        Ctx {
+            e,
+            dir,
+            log,
+            wrapper,
+        }
     }
 
     fn file(&self, rel: &str, body: &str) {
@@ -186,9 +191,11 @@ fn every_instruction_does_what_docker_does() {
     );
     let show = c.e.run(
         "every:1",
-        &["id -u; cat /srv/app/a.txt /globbed/x.txt /globbed/y.txt /unpacked/inner/f \
+        &[
+            "id -u; cat /srv/app/a.txt /globbed/x.txt /globbed/y.txt /unpacked/inner/f \
            /plain-added.txt /etc/heredoc.conf /exec.txt /heredoc-run.txt /shell.txt \
-           /onbuild.txt; stat -c '%u:%g %a' /opt/bin/tool; ls /globbed; /opt/bin/tool"],
+           /onbuild.txt; stat -c '%u:%g %a' /opt/bin/tool; ls /globbed; /opt/bin/tool",
+        ],
     );
     assert_eq!(
         show,
@@ -260,7 +267,8 @@ fn multi_stage_builds_only_what_the_target_needs() {
     out.ok();
     // The two failing stages were not built: only builder's RUN ran.
     assert_eq!(c.runs(), 1, "{out:#?}");
-    let out = c.e.si(&["run", "--rm", "final:1", "/bin/busybox", "cat", "/artifact"]);
+    let out =
+        c.e.si(&["run", "--rm", "final:1", "/bin/busybox", "cat", "/artifact"]);
     out.ok();
     assert_eq!(out.stdout, "compiled\n");
     // FROM a stage continues from it (builder's step is a cache hit).
@@ -296,7 +304,10 @@ fn the_cache_skips_unchanged_steps_and_rebuilds_from_a_changed_file() {
     again.ok();
     assert_eq!(c.runs(), 2, "a cached rebuild ran a container: {again:#?}");
     assert_eq!(again.stdout, first.stdout);
-    assert!(took < Duration::from_secs(1), "cached rebuild took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "cached rebuild took {took:?}"
+    );
     // A file's time alone changes nothing.
     let f = fs::File::options()
         .write(true)
@@ -329,7 +340,10 @@ fn gc_drops_cache_entries_whose_layers_are_gone() {
     c.file("Dockerfile", "FROM busybox\nRUN echo x > /x\n");
     c.build(&["-t", "g:1"]).ok();
     let cfg = c.inspect("g:1");
-    let layers = cfg["RootFS"]["Layers"].as_array().cloned().unwrap_or_default();
+    let layers = cfg["RootFS"]["Layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(!layers.is_empty(), "{cfg:#}");
     // Untag, then lose the RUN layer's blob: gc must prune the entry naming it.
     c.e.si(&["rmi", "g:1"]).ok();
@@ -338,7 +352,9 @@ fn gc_drops_cache_entries_whose_layers_are_gone() {
         .flatten()
         .filter_map(|e| {
             let v: Value = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
-            let d = v["layers"].as_array()?.last()?["digest"].as_str()?.to_string();
+            let d = v["layers"].as_array()?.last()?["digest"]
+                .as_str()?
+                .to_string();
             Some(c.e.store().join("blobs/sha256").join(&d[7..]))
         })
         .collect();
@@ -366,7 +382,10 @@ fn errors_are_clear_and_leave_nothing() {
         ),
         (
             "FROM busybox\nCOPY missing.txt /\n",
-            &["Dockerfile:2:1", "missing.txt: not found in the build context"][..],
+            &[
+                "Dockerfile:2:1",
+                "missing.txt: not found in the build context",
+            ][..],
         ),
         (
             "FROM busybox\nCOPY ../outside.txt /\n",
@@ -376,8 +395,14 @@ fn errors_are_clear_and_leave_nothing() {
             "FROM busybox\nCOPY --from=nostage /x /\n",
             &["--from=nostage", "no stage and no image"][..],
         ),
-        ("FROM busybox\nFROBNICATE x\n", &["Dockerfile:2:1", "FROBNICATE"][..]),
-        ("FROM busybox\nRUN cat <<EOF\nno end\n", &["Dockerfile:2:"][..]),
+        (
+            "FROM busybox\nFROBNICATE x\n",
+            &["Dockerfile:2:1", "FROBNICATE"][..],
+        ),
+        (
+            "FROM busybox\nRUN cat <<EOF\nno end\n",
+            &["Dockerfile:2:"][..],
+        ),
         ("RUN true\n", &["Dockerfile:1:1"][..]),
         (
             "FROM busybox\nCOPY inside.txt a.txt /dest\n",
@@ -414,9 +439,15 @@ fn copy_never_writes_through_an_image_symlink_out_of_the_image() {
     );
     c.file("f.txt", "data\n");
     c.build(&["-t", "s:1"]).ok();
-    assert!(!host.exists(), "COPY wrote to the host through an image symlink");
+    assert!(
+        !host.exists(),
+        "COPY wrote to the host through an image symlink"
+    );
     let inside = format!("{}/f.txt", host.display());
-    assert_eq!(c.e.run("s:1", &["cat", &inside, "/etc/g.txt"]), "data\ndata\n");
+    assert_eq!(
+        c.e.run("s:1", &["cat", &inside, "/etc/g.txt"]),
+        "data\ndata\n"
+    );
     c.assert_clean();
 }
 
@@ -433,12 +464,22 @@ fn dockerignore_is_honoured() {
     let ls = c.e.run("i:1", &["find", "/ctx", "-type", "f"]);
     let mut files: Vec<&str> = ls.lines().collect();
     files.sort();
-    assert_eq!(files, ["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/keep.log", "/ctx/ok/file"]);
+    assert_eq!(
+        files,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/keep.log",
+            "/ctx/ok/file"
+        ]
+    );
     // An ignored file does not bust the cache.
     c.file("a.log", "changed\n");
     let out = c.build(&["-t", "i:1"]);
     out.ok();
-    assert!(!out.stderr.contains("STEP 2/2: COPY . /ctx/\n[") || out.stderr.contains("Using cache"));
+    assert!(
+        !out.stderr.contains("STEP 2/2: COPY . /ctx/\n[") || out.stderr.contains("Using cache")
+    );
     let before = c.runs();
     assert_eq!(before, 0);
 }
@@ -473,7 +514,8 @@ fn network_is_none_unless_host_is_asked() {
     );
     c.build(&["-t", "n:1"]).ok();
     assert_eq!(c.e.run("n:1", &["cat", "/net.txt"]).trim(), "lo");
-    c.build(&["-t", "n:2", "--network", "host", "--no-cache"]).ok();
+    c.build(&["-t", "n:2", "--network", "host", "--no-cache"])
+        .ok();
     let host = c.e.run("n:2", &["cat", "/net.txt"]);
     let ours: Vec<String> = fs::read_dir("/sys/class/net")
         .unwrap()

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::ignore::Ignore;
+use super::dockerfile::ignore::Matcher as Ignore;
 use crate::image::layer::sys;
 use crate::paths::Root;
 
@@ -98,7 +98,9 @@ impl Source {
     }
 
     fn ignored(&self, rel: &Path) -> bool {
-        self.ignore.as_ref().is_some_and(|i| i.excluded(rel))
+        self.ignore
+            .as_ref()
+            .is_some_and(|i| i.excluded(&rel.to_string_lossy()))
     }
 
     fn stat(&self, rel: &Path) -> std::io::Result<libc::stat> {

@@ -10,7 +10,6 @@ pub mod cache;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
-pub mod ignore;
 pub mod instructions;
 pub mod interrupt;
 pub mod run;
@@ -170,7 +169,7 @@ impl Builder<'_> {
             ("BUILDARCH", crate::image::config::goarch().into()),
             ("TARGETARCH", crate::image::config::goarch().into()),
         ] {
-            a.set(k, v);
+            a.set(k, Some(v));
         }
         for d in &self.df.global_args {
             let scope = Scope::new(&serde_json::Value::Null, &a);
@@ -179,9 +178,7 @@ impl Builder<'_> {
                 .as_deref()
                 .map(|v| scope.expand(v, self.df.escape))
                 .transpose()?;
-            if let Some(v) = self.build_arg(&d.name).or(default) {
-                a.set(&d.name, v);
-            }
+            a.set(&d.name, self.build_arg(&d.name).or(default));
         }
         Ok(a)
     }
@@ -330,12 +327,8 @@ impl Builder<'_> {
 
     /// The build context as COPY sees it (`.dockerignore` applied).
     fn context(&self) -> Result<Source> {
-        let ig = match fs::read_to_string(self.opts.context.join(".dockerignore")) {
-            Ok(t) => Some(ignore::Ignore::parse(&t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Default::default()),
-            Err(e) => return Err(e).context("read .dockerignore"),
-        };
-        Source::open(&self.opts.context, ig, "the build context")
+        let ig = dockerfile::ignore::Matcher::from_file(&self.opts.context)?;
+        Source::open(&self.opts.context, Some(ig), "the build context")
     }
 
     /// A fresh dir for one step's files, under the build's temp dir.

@@ -113,9 +113,7 @@ impl Builder<'_> {
                         .build_arg(&d.name)
                         .or_else(|| default.clone())
                         .or_else(|| self.global_args.get(&d.name).map(String::from));
-                    if let Some(v) = value {
-                        s.args.set(&d.name, v);
-                    }
+                    s.args.set(&d.name, value);
                     text.push(match &default {
                         Some(v) => format!("{}={v}", d.name),
                         None => d.name.clone(),
@@ -187,7 +185,7 @@ impl Builder<'_> {
     ) -> Result<()> {
         let command = with_heredocs(command, heredocs);
         let argv = instructions::argv(&s.state.config, &command);
-        let created_by = instructions::run_created_by(&s.args.declared, &argv);
+        let created_by = instructions::run_created_by(&s.args.listed(), &argv);
         let mut k = KeyBuilder::new(&s.state.key);
         k.field(created_by.as_bytes());
         let key = k.finish();
@@ -206,7 +204,7 @@ impl Builder<'_> {
         let lowers = self.lowers(&s.state)?;
         let step = RunStep {
             argv,
-            args: s.args.declared.clone(),
+            args: s.args.values(),
             network_host,
             quiet: self.opts.quiet,
         };
@@ -283,7 +281,7 @@ impl Builder<'_> {
             match doc {
                 Some(h) => {
                     let body = match h.expand {
-                        true => x(&h.content())?,
+                        true => scope.expand_heredoc(&h.content())?,
                         false => h.content().into_owned(),
                     };
                     docs.push((h.name.clone(), body));

@@ -5,16 +5,19 @@ use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The ARG values a stage sees, in declaration order.
+use super::dockerfile::expand;
+
+/// The ARGs a stage declared, in order, with their values (None: declared without a
+/// default and not given with --build-arg: unset, but still listed in RUN's history).
 #[derive(Clone, Debug, Default)]
 pub struct Args {
-    pub declared: Vec<(String, String)>,
+    pub declared: Vec<(String, Option<String>)>,
 }
 
 impl Args {
-    pub fn set(&mut self, k: &str, v: String) {
+    pub fn set(&mut self, k: &str, v: Option<String>) {
         match self.declared.iter_mut().find(|(n, _)| n == k) {
-            Some(e) => e.1 = v,
+            Some(e) => e.1 = v.or(e.1.take()),
             None => self.declared.push((k.to_string(), v)),
         }
     }
@@ -23,7 +26,23 @@ impl Args {
         self.declared
             .iter()
             .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// `K=V` of those with a value (RUN's environment).
+    pub fn values(&self) -> Vec<(String, String)> {
+        self.declared
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect()
+    }
+
+    /// Every declared one, unset as empty (BuildKit's `|N K=V` prefix of RUN).
+    pub fn listed(&self) -> Vec<(String, String)> {
+        self.declared
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+            .collect()
     }
 }
 
@@ -62,72 +81,11 @@ impl<'a> Scope<'a> {
 
     /// One word expanded as docker expands instruction arguments.
     pub fn expand(&self, word: &str, escape: char) -> Result<String> {
-        expand::expand_word(word, escape, &|k| self.lookup(k))
+        Ok(expand::expand_word(word, &|k| self.lookup(k), escape)?)
     }
-}
 
-// Until the Dockerfile front end's expander is merged: `$A`, `${A}`, `${A:-w}`, `${A:+w}`,
-// and the escape character before `$`.
-mod expand {
-    use anyhow::{bail, Result};
-
-    pub fn expand_word(
-        word: &str,
-        escape: char,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<String> {
-        let mut out = String::new();
-        let cs: Vec<char> = word.chars().collect();
-        let mut i = 0;
-        while i < cs.len() {
-            let c = cs[i];
-            if c == escape && cs.get(i + 1) == Some(&'$') {
-                out.push('$');
-                i += 2;
-                continue;
-            }
-            if c != '$' {
-                out.push(c);
-                i += 1;
-                continue;
-            }
-            if cs.get(i + 1) == Some(&'{') {
-                let Some(end) = cs[i..].iter().position(|c| *c == '}') else {
-                    bail!("missing '}}' in {word:?}");
-                };
-                let inner: String = cs[i + 2..i + end].iter().collect();
-                let (name, op) = match inner.find(':') {
-                    Some(p) => (&inner[..p], Some(&inner[p..])),
-                    None => (&inner[..], None),
-                };
-                let v = lookup(name);
-                out.push_str(&match op {
-                    None => v.unwrap_or_default(),
-                    Some(o) if o.starts_with(":-") => {
-                        v.filter(|v| !v.is_empty()).unwrap_or(o[2..].to_string())
-                    }
-                    Some(o) if o.starts_with(":+") => v
-                        .filter(|v| !v.is_empty())
-                        .map(|_| o[2..].to_string())
-                        .unwrap_or_default(),
-                    Some(o) => bail!("unsupported modifier {o:?} in {word:?}"),
-                });
-                i += end + 1;
-                continue;
-            }
-            let n = cs[i + 1..]
-                .iter()
-                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
-                .count();
-            if n == 0 {
-                out.push('$');
-                i += 1;
-                continue;
-            }
-            let name: String = cs[i + 1..i + 1 + n].iter().collect();
-            out.push_str(&lookup(&name).unwrap_or_default());
-            i += 1 + n;
-        }
-        Ok(out)
+    /// A heredoc body with expansion on: `$` forms and `\` escapes only.
+    pub fn expand_heredoc(&self, body: &str) -> Result<String> {
+        Ok(expand::expand_heredoc(body, &|k| self.lookup(k))?)
     }
 }
