@@ -49,9 +49,22 @@ impl ImageRoot {
 
     /// mkdir -p of `p` inside the image; returns it open for reading.
     pub fn mkdir_all(&self, p: &Path) -> Result<OwnedFd> {
+        self.mkdir_owned(p, None)
+    }
+
+    /// mkdir -p, the dirs it makes owned by `owner` (COPY --chown's, as BuildKit and
+    /// buildah make a missing destination).
+    fn mkdir_owned(&self, p: &Path, owner: Option<(u32, u32)>) -> Result<OwnedFd> {
+        let missing: Vec<&Path> = p.ancestors().take_while(|a| !self.is_dir(a)).collect();
         self.root
             .mkdir_all(p, 0o755)
             .with_context(|| format!("create {} in the image", p.display()))?;
+        if let Some((uid, gid)) = owner.filter(|o| *o != (0, 0)) {
+            for d in missing {
+                let fd = self.dir_fd(d)?;
+                Target::Fd(fd.as_raw_fd()).chown(uid, gid)?;
+            }
+        }
         self.dir_fd(p)
             .with_context(|| format!("open {} in the image", p.display()))
     }
@@ -64,7 +77,7 @@ impl ImageRoot {
     pub fn copy(&self, src: &Source, m: &Matched, dest: &Dest, a: Attrs) -> Result<()> {
         let what = || format!("copy {} from {}", m.rel.display(), src.what);
         if m.is_dir {
-            let to = self.mkdir_all(&dest.path)?;
+            let to = self.mkdir_owned(&dest.path, a.owner)?;
             let from = src.open_dir(&m.rel).with_context(what)?;
             return self
                 .copy_children(src, &from, &m.rel, &to, a)
@@ -77,7 +90,7 @@ impl ImageRoot {
             dest.path.clone()
         };
         let (parent, name) = split(&target)?;
-        let to = self.mkdir_all(parent)?;
+        let to = self.mkdir_owned(parent, a.owner)?;
         let f = src
             .root
             .open_in(&m.rel, libc::O_RDONLY | libc::O_NONBLOCK, false)

@@ -59,8 +59,11 @@ impl Builder<'_> {
         if name == "scratch" {
             let mut k = KeyBuilder::new(&Digest::of(b"FROM scratch"));
             k.field(config::goarch().as_bytes());
+            // BuildKit gives a scratch image the default PATH.
+            let mut cfg = config::empty(&self.opts.layer.created);
+            cfg["config"]["Env"] = json!([crate::image::bundle::DEFAULT_PATH]);
             return Ok(State {
-                config: config::empty(&self.opts.layer.created),
+                config: cfg,
                 layers: vec![],
                 key: k.finish(),
                 base: None,
