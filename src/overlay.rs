@@ -348,25 +348,11 @@ pub fn mount_readonly(lowers: &[BorrowedFd<'_>]) -> Result<OwnedFd> {
     if lowers.is_empty() {
         bail!("a read-only overlay needs at least one lower layer");
     }
-    if lowers.len() > MAX_LOWERS {
-        bail!(
-            "{} lower layers, but overlayfs takes at most {MAX_LOWERS}",
-            lowers.len()
-        );
-    }
-    let named = lowers
-        .iter()
-        .enumerate()
-        .map(|(i, fd)| (fd.as_raw_fd(), format!("lower layer {}", i + 1)))
-        .collect();
-    let stack = Stack::new(named, None)?;
-    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    if !NO_LOWERDIR_PLUS.load(Ordering::Relaxed) {
-        if let Some(m) = stack.mount_plus(attrs)? {
-            return Ok(m);
-        }
-    }
-    stack.mount_relative(attrs)
+    mount_detached(
+        lowers,
+        None,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
 }
 
 /// A detached, writable overlay of `lowers` (top-most first; at least one) over `upper`
@@ -378,9 +364,24 @@ pub fn mount_writable(
     upper: BorrowedFd<'_>,
     work: BorrowedFd<'_>,
 ) -> Result<OwnedFd> {
-    if lowers.is_empty() || lowers.len() > MAX_LOWERS {
+    if lowers.is_empty() {
+        bail!("a writable overlay needs at least one lower layer");
+    }
+    let upper = [
+        (upper.as_raw_fd(), "the upper dir".to_string()),
+        (work.as_raw_fd(), "the work dir".to_string()),
+    ];
+    mount_detached(lowers, Some(upper), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+}
+
+fn mount_detached(
+    lowers: &[BorrowedFd<'_>],
+    upper: Option<[(RawFd, String); 2]>,
+    attrs: u64,
+) -> Result<OwnedFd> {
+    if lowers.len() > MAX_LOWERS {
         bail!(
-            "{} lower layers, but overlayfs takes 1 to {MAX_LOWERS}",
+            "{} lower layers, but overlayfs takes at most {MAX_LOWERS}",
             lowers.len()
         );
     }
@@ -389,12 +390,7 @@ pub fn mount_writable(
         .enumerate()
         .map(|(i, fd)| (fd.as_raw_fd(), format!("lower layer {}", i + 1)))
         .collect();
-    let upper = [
-        (upper.as_raw_fd(), "the upper dir".to_string()),
-        (work.as_raw_fd(), "the work dir".to_string()),
-    ];
-    let stack = Stack::new(named, Some(upper))?;
-    let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let stack = Stack::new(named, upper)?;
     if !NO_LOWERDIR_PLUS.load(Ordering::Relaxed) {
         if let Some(m) = stack.mount_plus(attrs)? {
             return Ok(m);
