@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod context;
 pub mod copy;
+pub mod copy_step;
 pub mod dockerfile;
 pub mod instructions;
 pub mod interrupt;

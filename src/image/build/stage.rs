@@ -5,15 +5,14 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::cache::{self, Entry, KeyBuilder};
-use super::context::{clean_absolute, Matched, Source};
-use super::copy::{self, Attrs, Dest, ImageRoot};
-use super::dockerfile::ast::{Command, CopyArgs, Heredoc, Instruction, Kind};
+use super::context::clean_absolute;
+use super::copy::ImageRoot;
+use super::dockerfile::ast::{Command, Heredoc, Instruction, Kind};
 use super::instructions::{self, StageFlags};
 use super::run::{self, RunStep};
 use super::vars::{Args, Scope};
@@ -47,7 +46,7 @@ pub struct StageRun {
 }
 
 /// What a step changed in files, if anything: an upper dir to write as a layer.
-enum Change {
+pub(super) enum Change {
     None,
     Upper(PathBuf),
 }
@@ -162,7 +161,7 @@ impl Builder<'_> {
     }
 
     /// Take the cached result of `key` if there is one (and the cache is on).
-    fn cached(&mut self, s: &mut StageRun, key: &Digest) -> bool {
+    pub(super) fn cached(&mut self, s: &mut StageRun, key: &Digest) -> bool {
         if self.opts.no_cache {
             return false;
         }
@@ -248,202 +247,9 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn copy_step(&mut self, s: &mut StageRun, c: &CopyArgs, add: bool) -> Result<()> {
-        let verb = if add { "ADD" } else { "COPY" };
-        let scope = Scope::new(&s.state.config, &s.args);
-        let esc = self.df.escape;
-        let x = |w: &str| scope.expand(w, esc);
-        let from = c.from.as_deref().map(x).transpose()?;
-        let chown = c.chown.as_deref().map(x).transpose()?;
-        let chmod = c.chmod.as_deref().map(x).transpose()?;
-        let mode = chmod
-            .as_deref()
-            .map(|m| {
-                u32::from_str_radix(m, 8)
-                    .ok()
-                    .filter(|m| *m <= 0o7777)
-                    .with_context(|| format!("--chmod={m}: not an octal mode"))
-            })
-            .transpose()?;
-        let dest_word = x(&c.dest)?;
-        let workdir = s.state.config["config"]["WorkingDir"]
-            .as_str()
-            .unwrap_or("/")
-            .to_string();
-        let dest_abs = if dest_word.starts_with('/') {
-            dest_word.clone()
-        } else {
-            format!("{workdir}/{dest_word}")
-        };
-        // Sources: heredocs by name, else paths of the context or of --from.
-        let (mut docs, mut paths) = (vec![], vec![]);
-        for src in &c.sources {
-            let doc = src
-                .strip_prefix("<<")
-                .and_then(|n| c.heredocs.iter().find(|h| h.name == n));
-            match doc {
-                Some(h) => {
-                    let body = match h.expand {
-                        true => scope.expand_heredoc(&h.content())?,
-                        false => h.content().into_owned(),
-                    };
-                    docs.push((h.name.clone(), body));
-                }
-                None => paths.push(x(src)?),
-            }
-        }
-        if add {
-            if let Some(u) = paths
-                .iter()
-                .find(|p| p.contains("://") || p.starts_with("git@"))
-            {
-                bail!("ADD {u}: remote sources are not supported (builds have no network); download it into the context");
-            }
-        }
-        let (source, from_key) = self.copy_source(from.as_deref())?;
-        let mut matched: Vec<Matched> = vec![];
-        let mut wildcard = false;
-        for p in &paths {
-            wildcard |= p.contains(['*', '?', '[']);
-            matched.extend(source.resolve(p)?);
-        }
-        let many = matched.len() + docs.len() > 1 || wildcard;
-        if many && !dest_word.ends_with('/') {
-            bail!("{verb} with more than one source file: the destination {dest_word:?} must be a directory and end with a /");
-        }
-        let dest = Dest {
-            path: clean_absolute(&dest_abs),
-            is_dir: dest_word.ends_with('/') || many,
-        };
-        // The cache key: the step as written, then what it copies.
-        let mut text = vec![verb.to_string()];
-        text.extend(c.sources.iter().map(|s| {
-            if s.starts_with("<<") {
-                s.clone()
-            } else {
-                x(s).unwrap_or_else(|_| s.clone())
-            }
-        }));
-        text.push(dest_word.clone());
-        let created_by = format!("{} # buildkit", text.join(" "));
-        let mut h = Sha256::new();
-        for m in &matched {
-            source.checksum(m, &mut h)?;
-        }
-        for (_, body) in &docs {
-            h.update(body.as_bytes());
-        }
-        let mut k = KeyBuilder::new(&s.state.key);
-        k.field(created_by.as_bytes())
-            .field(&h.finalize())
-            .field(format!("{chown:?} {chmod:?} {from:?}").as_bytes())
-            .field(
-                from_key
-                    .as_ref()
-                    .map_or(&b""[..], |d| d.as_str().as_bytes()),
-            );
-        let key = k.finish();
-        if self.cached(s, &key) {
-            return Ok(());
-        }
-        let dir = self.step_dir()?;
-        let owner = match &chown {
-            Some(spec) => Some(self.owner(&s.state, spec)?),
-            None if source.ignore.is_some() => Some((0, 0)),
-            None => None,
-        };
-        let attrs = Attrs { owner, mode };
-        let staging = dir.join("archives");
-        self.in_overlay(&s.state, &dir, |img| {
-            for (name, body) in &docs {
-                let target = if dest.is_dir {
-                    dest.path.join(name)
-                } else {
-                    dest.path.clone()
-                };
-                img.write(&target, body.as_bytes(), attrs)?;
-            }
-            for (i, m) in matched.iter().enumerate() {
-                if add && !m.is_dir && copy::is_archive(&source, &m.rel) {
-                    let into = staging.join(i.to_string());
-                    fs::create_dir_all(&into)?;
-                    copy::unpack_archive(&source, &m.rel, &into)?;
-                    let tree = Source::open(&into, None, &format!("archive {}", m.rel.display()))?;
-                    let all = Matched {
-                        rel: PathBuf::new(),
-                        is_dir: true,
-                    };
-                    let d = Dest {
-                        path: dest.path.clone(),
-                        is_dir: true,
-                    };
-                    img.copy(
-                        &tree,
-                        &all,
-                        &d,
-                        Attrs {
-                            owner: None,
-                            mode: None,
-                        },
-                    )?;
-                } else {
-                    img.copy(&source, m, &dest, attrs)?;
-                }
-            }
-            Ok(())
-        })?;
-        self.finish(s, key, created_by, Change::Upper(dir.join("upper")))?;
-        let _ = fs::remove_dir_all(&dir);
-        Ok(())
-    }
-
-    /// Where COPY reads: the context, an earlier stage's filesystem, or an image's; and
-    /// the key that identifies a stage's or image's content.
-    fn copy_source(&self, from: Option<&str>) -> Result<(Source, Option<Digest>)> {
-        let Some(from) = from else {
-            return Ok((self.context()?, None));
-        };
-        let state = match self.stage_index(from) {
-            Some(j) => self.done[j]
-                .clone()
-                .with_context(|| format!("--from={from}: that stage was not built"))?,
-            None => self
-                .from(from)
-                .with_context(|| format!("--from={from}: no stage and no image of that name"))?,
-        };
-        let what = format!("--from={from}");
-        let lowers = self.lowers(&state)?;
-        if lowers.is_empty() {
-            let empty = self.step_dir()?;
-            return Ok((Source::open(&empty, None, &what)?, Some(state.key)));
-        }
-        let fds = open_dirs(&lowers)?;
-        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        let m = crate::overlay::mount_readonly(&borrowed)
-            .with_context(|| format!("{what}: mount its layers"))?;
-        Ok((Source::of_mount(m, &what)?, Some(state.key)))
-    }
-
-    /// `--chown=user[:group]`: names looked up in the image's /etc/passwd and /etc/group;
-    /// a user alone gives the group of the same number, as docker does.
-    fn owner(&self, state: &State, spec: &str) -> Result<(u32, u32)> {
-        let lowers = self.lowers(state)?;
-        let (u, g) = match spec.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (spec, None),
-        };
-        let id = crate::image::user::resolve(spec, &lowers)
-            .with_context(|| format!("--chown={spec}"))?;
-        let gid = match (g, u.parse::<u32>()) {
-            (Some(_), _) => id.gid,
-            (None, _) => id.uid,
-        };
-        Ok((id.uid, gid))
-    }
-
     /// Do `f` on a detached writable overlay of the state's layers whose upper dir is
     /// `dir/upper`; nothing stays mounted after.
-    fn in_overlay(
+    pub(super) fn in_overlay(
         &self,
         state: &State,
         dir: &Path,
@@ -474,7 +280,7 @@ impl Builder<'_> {
 
     /// Close a step: its layer (when it changed files) and history entry, published with
     /// its cache entry under the store lock.
-    fn finish(
+    pub(super) fn finish(
         &mut self,
         s: &mut StageRun,
         key: Digest,
@@ -569,7 +375,7 @@ fn with_heredocs(c: &Command, docs: &[Heredoc]) -> Command {
     Command::Shell(s)
 }
 
-fn open_dirs(dirs: &[PathBuf]) -> Result<Vec<OwnedFd>> {
+pub(super) fn open_dirs(dirs: &[PathBuf]) -> Result<Vec<OwnedFd>> {
     dirs.iter()
         .map(|d| crate::image::store::open_dir(d).with_context(|| format!("open {}", d.display())))
         .collect()
