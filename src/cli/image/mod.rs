@@ -2,6 +2,7 @@
 //! and handed to `crate::image`.
 
 mod archive;
+mod build;
 mod containers;
 pub mod format;
 mod images;
@@ -34,6 +35,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Make a one-layer image from a rootfs directory or a tar (plain, gzip, zstd; - for stdin)
     Import(images::ImportArgs),
     /// List images
@@ -165,6 +168,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         rt: Runtime::locate(cli.runtime_root.or_else(|| env("STRATA_RUNTIME_ROOT"))),
     };
     match cmd {
+        Cmd::Build(a) => build::build(&ctx, a),
         Cmd::Import(a) => images::import(&ctx, a),
         Cmd::Images(a) => images::images(&ctx, a),
         Cmd::History(a) => images::history(&ctx, a),

@@ -8,7 +8,7 @@ mod lowers;
 mod names;
 mod pax;
 pub(crate) mod reader;
-mod sys;
+pub(crate) mod sys;
 mod unpack;
 mod write;
 
