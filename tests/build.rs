@@ -525,3 +525,60 @@ fn network_is_none_unless_host_is_asked() {
         .collect();
     assert_eq!(host.split_whitespace().count(), ours.len(), "{host}");
 }
+
+#[test]
+fn copy_follows_image_symlinks_to_where_they_lead_and_keeps_them() {
+    let c = Ctx::new("resolved");
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN mkdir -p /real/sub && ln -s /real /link && ln -s sub /real/rel\n\
+         COPY d/ /link/rel/d/\nCOPY f.txt /link/\nCOPY --chmod=0600 f.txt /link/rel/g.txt\n\
+         COPY <<EOF /link/doc.txt\nheredoc\nEOF\n",
+    );
+    c.file("d/a.txt", "a\n");
+    c.file("d/e/b.txt", "b\n");
+    c.file("f.txt", "f\n");
+    c.build(&["-t", "r:1"]).ok();
+    // The layers name the paths the links lead to: the links themselves are untouched.
+    assert_eq!(
+        c.e.run(
+            "r:1",
+            &[
+                "sh",
+                "-c",
+                "readlink /link; readlink /real/rel; cat /real/sub/d/a.txt /real/sub/d/e/b.txt \
+                 /real/f.txt /real/doc.txt; stat -c '%a %u' /real/sub/g.txt /real/sub/d/e"
+            ]
+        ),
+        "/real\nsub\na\nb\nf\nheredoc\n600 0\n755 0\n"
+    );
+    c.assert_clean();
+}
+
+#[test]
+fn a_content_change_that_keeps_size_and_mtime_still_rebuilds() {
+    let c = Ctx::new("sums");
+    c.file("Dockerfile", "FROM busybox\nCOPY f.txt /f.txt\n");
+    c.file("f.txt", "v1\n");
+    let f = c.dir.join("f.txt");
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    // Old enough for its checksum to be remembered by inode and times.
+    std::thread::sleep(Duration::from_millis(1100));
+    c.build(&["-t", "m:1"]).ok();
+    assert!(c.e.store().join("build-cache/sums").is_file());
+    let again = c.build(&["-t", "m:1"]);
+    assert!(again.stderr.contains("Using cache"), "{again:#?}");
+    // Same size, same mtime, other content: only the ctime tells.
+    fs::write(&f, "v2\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let out = c.build(&["-t", "m:2"]);
+    out.ok();
+    assert!(!out.stderr.contains("Using cache"), "{out:#?}");
+    assert_eq!(c.e.run("m:2", &["cat", "/f.txt"]), "v2\n");
+    c.assert_clean();
+}

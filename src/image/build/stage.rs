@@ -20,6 +20,7 @@ use super::Builder;
 use crate::image::commit::write_layer;
 use crate::image::config::{self, History};
 use crate::image::digest::Digest;
+use crate::image::layerblob::NewLayer;
 use crate::image::oci::Descriptor;
 use crate::image::store::layers::{chain_ids, LayerInfo};
 use crate::paths::Root;
@@ -49,6 +50,8 @@ pub struct StageRun {
 pub(super) enum Change {
     None,
     Upper(PathBuf),
+    /// A layer already written: its blob, and its layer dir (holding `diff/`).
+    Layer(NewLayer, PathBuf),
 }
 
 impl Builder<'_> {
@@ -297,11 +300,16 @@ impl Builder<'_> {
         };
         let cfg = &mut s.state.config;
         cfg["created"] = json!(created);
-        let upper = match change {
-            Change::Upper(u) if !dir_is_empty(&u)? => Some(u),
+        let written = match change {
+            Change::Upper(u) if !dir_is_empty(&u)? => {
+                let layer_dir = u.with_file_name("layer");
+                let new = write_layer(&u, &layer_dir, &self.tmp.path, &self.opts.layer)?;
+                Some((new, layer_dir))
+            }
+            Change::Layer(new, layer_dir) => Some((new, layer_dir)),
             _ => None,
         };
-        let Some(upper) = upper else {
+        let Some((new, layer_dir)) = written else {
             config::add_history(cfg, &h);
             s.state.key = key.clone();
             let l = self.store.lock()?;
@@ -314,8 +322,6 @@ impl Builder<'_> {
                 },
             );
         };
-        let layer_dir = upper.with_file_name("layer");
-        let new = write_layer(&upper, &layer_dir, &self.tmp.path, &self.opts.layer)?;
         h.empty_layer = false;
         config::add_layer(cfg, &new.diff_id, &h);
         let mut ids = crate::image::images::diff_ids(cfg)?;
