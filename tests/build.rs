@@ -582,3 +582,28 @@ fn a_content_change_that_keeps_size_and_mtime_still_rebuilds() {
     assert_eq!(c.e.run("m:2", &["cat", "/f.txt"]), "v2\n");
     c.assert_clean();
 }
+
+#[test]
+fn a_heredoc_with_a_shebang_runs_with_its_interpreter() {
+    let c = Ctx::new("shebang");
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN <<EOF\n#!/usr/bin/awk -f\nBEGIN { print \"awk ran\" > \"/awk.txt\" }\nEOF\n",
+    );
+    c.build(&["-t", "sb:1"]).ok();
+    assert_eq!(c.e.run("sb:1", &["cat", "/awk.txt"]), "awk ran\n");
+    let h = history(&c, "sb:1");
+    assert!(
+        h.iter()
+            .any(|t| t == "RUN /bin/sh -c /dev/pipes/EOF # buildkit"),
+        "{h:#?}"
+    );
+    // The script's text is in the key: another script runs again.
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN <<EOF\n#!/usr/bin/awk -f\nBEGIN { print \"again\" > \"/awk.txt\" }\nEOF\n",
+    );
+    c.build(&["-t", "sb:2"]).ok();
+    assert_eq!(c.e.run("sb:2", &["cat", "/awk.txt"]), "again\n");
+    c.assert_clean();
+}

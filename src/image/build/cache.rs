@@ -100,6 +100,9 @@ pub fn roots(l: &Locked<'_>) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
     for e in rd {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
+        if super::sums::is_sums(&name) {
+            continue;
+        }
         let key = name
             .strip_suffix(".json")
             .and_then(|h| Digest::parse(&format!("sha256:{h}")).ok());
@@ -118,7 +121,11 @@ pub fn roots(l: &Locked<'_>) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
 
 /// Entries in the cache (for tests and `gc`'s report).
 pub fn count(store: &Store) -> usize {
-    fs::read_dir(dir(store)).map_or(0, |d| d.count())
+    fs::read_dir(dir(store)).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    })
 }
 
 #[cfg(test)]
