@@ -607,3 +607,40 @@ fn a_heredoc_with_a_shebang_runs_with_its_interpreter() {
     assert_eq!(c.e.run("sb:2", &["cat", "/awk.txt"]), "again\n");
     c.assert_clean();
 }
+
+#[test]
+fn builder_prune_drops_the_cache_and_what_only_it_kept() {
+    let c = Ctx::new("prune");
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN echo base > /base\nCOPY f.txt /f.txt\nRUN cat /f.txt > /g.txt\n",
+    );
+    c.file("f.txt", "v1\n");
+    c.build(&["-t", "p:1"]).ok();
+    c.file("f.txt", "v2\n");
+    c.build(&["-t", "p:2"]).ok();
+    assert_eq!(c.runs(), 3);
+    c.e.si(&["rmi", "p:1"]).ok();
+    let blobs = c.e.count("blobs/sha256");
+    // Without -a: only what no image uses (v1's steps) goes, with its layers.
+    let out = c.e.si(&["builder", "prune"]);
+    out.ok();
+    assert!(
+        out.stdout.starts_with("Deleted build cache objects:"),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains("Total reclaimed space:"), "{out:#?}");
+    assert!(c.e.count("blobs/sha256") < blobs, "{out:#?}");
+    c.build(&["-t", "p:2"]).ok();
+    assert_eq!(c.runs(), 3, "p:2's steps must still be cached");
+    c.file("f.txt", "v1\n");
+    c.build(&["-t", "p:1"]).ok();
+    assert_eq!(c.runs(), 4, "v1's last RUN must run again");
+    // -a: everything, the context checksums too; the images keep their layers.
+    c.e.si(&["builder", "prune", "-a", "-f"]).ok();
+    assert_eq!(c.e.count("build-cache"), 0);
+    assert_eq!(c.e.run("p:2", &["cat", "/g.txt"]), "v2\n");
+    c.build(&["-t", "p:1"]).ok();
+    assert_eq!(c.runs(), 6);
+    c.assert_clean();
+}

@@ -119,6 +119,48 @@ pub fn roots(l: &Locked<'_>) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
     Ok((blobs, chains))
 }
 
+/// `builder prune`: drop the entries whose layers some image does not use (with `all`,
+/// every entry and the context checksums); returns the keys dropped. The layers and
+/// blobs only they kept are for `gc` to remove after.
+pub fn prune(l: &Locked<'_>, all: bool) -> Result<Vec<Digest>> {
+    let store = l.store;
+    let mut used: HashSet<Digest> = HashSet::new();
+    if !all {
+        for img in crate::image::images::list(store)? {
+            used.extend(img.manifest.layers.iter().map(|d| d.digest.clone()));
+        }
+    }
+    let mut dropped = vec![];
+    let Ok(rd) = fs::read_dir(dir(store)) else {
+        return Ok(dropped);
+    };
+    for e in rd {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let remove = |p: &std::path::Path| {
+            fs::remove_file(p).with_context(|| format!("remove {}", p.display()))
+        };
+        if super::sums::is_sums(&name) {
+            if all {
+                remove(&e.path())?;
+            }
+            continue;
+        }
+        let key = name
+            .strip_suffix(".json")
+            .and_then(|h| Digest::parse(&format!("sha256:{h}")).ok());
+        let keep = match key.as_ref().and_then(|k| lookup(store, k)) {
+            Some(entry) => !all && entry.layers.iter().all(|d| used.contains(&d.digest)),
+            None => false,
+        };
+        if !keep {
+            remove(&e.path())?;
+            dropped.extend(key);
+        }
+    }
+    Ok(dropped)
+}
+
 /// Entries in the cache (for tests and `gc`'s report).
 pub fn count(store: &Store) -> usize {
     fs::read_dir(dir(store)).map_or(0, |d| {
