@@ -232,7 +232,9 @@ fn every_instruction_does_what_docker_does() {
         "COPY a.txt ./ # buildkit",
         "RUN |2 V=7 EMPTY= /bin/sh -c echo",
         "USER 1000:1001",
-        "EXPOSE map[53/udp:{} 8080/tcp:{}]",
+        "EXPOSE [8080/tcp 53/udp]",
+        "HEALTHCHECK {Test:[CMD-SHELL wget -q localhost || exit 1] Interval:30s Timeout:0s \
+         StartPeriod:0s StartInterval:0s Retries:3}",
         "VOLUME [/data]",
         r#"CMD ["cat /run.txt"]"#,
         "ARG V=1",
