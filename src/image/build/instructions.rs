@@ -229,7 +229,7 @@ fn expose_ports(word: &str) -> Result<Vec<String>> {
         p if p.is_empty() => "tcp".to_string(),
         p => p,
     };
-    let canon = crate::image::config::port(&format!("{num}/{proto}"))?;
+    let canon = port(&format!("{num}/{proto}"))?;
     let (num, proto) = canon.split_once('/').expect("port() gives NUM/PROTO");
     let (a, b) = num.split_once('-').unwrap_or((num, num));
     let (a, b): (u16, u16) = (a.parse()?, b.parse()?);
