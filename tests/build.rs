@@ -535,12 +535,23 @@ fn copy_follows_image_symlinks_to_where_they_lead_and_keeps_them() {
         "Dockerfile",
         "FROM busybox\nRUN mkdir -p /real/sub && ln -s /real /link && ln -s sub /real/rel\n\
          COPY d/ /link/rel/d/\nCOPY f.txt /link/\nCOPY --chmod=0600 f.txt /link/rel/g.txt\n\
-         COPY <<EOF /link/doc.txt\nheredoc\nEOF\n",
+         COPY <<EOF /link/doc.txt\nheredoc\nEOF\nCOPY alias.txt /aliased.txt\n",
     );
     c.file("d/a.txt", "a\n");
     c.file("d/e/b.txt", "b\n");
     c.file("f.txt", "f\n");
+    // A source named through a context symlink is its target; one inside a copied dir
+    // stays a symlink.
+    std::os::unix::fs::symlink("f.txt", c.dir.join("alias.txt")).unwrap();
+    std::os::unix::fs::symlink("a.txt", c.dir.join("d/ln")).unwrap();
     c.build(&["-t", "r:1"]).ok();
+    assert_eq!(
+        c.e.run(
+            "r:1",
+            &["sh", "-c", "cat /aliased.txt; readlink /real/sub/d/ln"]
+        ),
+        "f\na.txt\n"
+    );
     // The layers name the paths the links lead to: the links themselves are untouched.
     assert_eq!(
         c.e.run(

@@ -29,8 +29,8 @@ pub struct Meta {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A source file as the plan saw it: reopened beneath the source root refusing symlinks,
-/// and refused if it is no longer that inode, that size, those times.
+/// A source file as the plan saw it: reopened beneath the source root, and refused if it
+/// is no longer that inode, that size, those times.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostFile {
     pub rel: PathBuf,
@@ -298,9 +298,11 @@ impl<W: Write> Placer<'_, W> {
     }
 
     fn open(&self, h: &HostFile) -> Result<File> {
+        // Symlinks are followed inside the source root, as the scan followed a source
+        // named through one; the inode check below is what ties the open to the scan.
         let fd: OwnedFd = self
             .src
-            .open_in(&h.rel, libc::O_RDONLY | libc::O_NONBLOCK, true)
+            .open_in(&h.rel, libc::O_RDONLY | libc::O_NONBLOCK, false)
             .with_context(|| format!("open {}", h.rel.display()))?;
         let st = crate::paths::fstat(fd.as_raw_fd())?;
         if !same_file(&st, h) {
