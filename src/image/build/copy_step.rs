@@ -157,13 +157,16 @@ impl Builder<'_> {
         let mut sink = layerblob::start(&self.tmp.path, &o.compress)?;
         let progress = Progress::new("copy", None, o.quiet);
         let now = sums::now_ns() / 1_000_000_000;
+        let po = placed::PlacedOpts {
+            copy_to: Some(&layer_dir.join("diff")),
+            times: o.times,
+            now,
+        };
         placed::write_placed(
             tree,
             &p.source.root,
             &mut sink,
-            Some(&layer_dir.join("diff")),
-            o.times,
-            now,
+            &po,
             &mut p.scan.digests,
             &mut |n| progress.inc(n),
         )?;

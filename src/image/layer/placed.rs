@@ -87,20 +87,29 @@ impl Dir {
     }
 }
 
-/// Write `root` (the image's `/`, itself not an entry) as a layer tar to `out` and, with
-/// `copy_to`, as a layer dir. `digests[slot]` gets the sha256 of each host file read;
-/// `now` is the mtime of existing directories that get a new child.
+/// How a plan is written.
+#[derive(Clone, Copy, Debug)]
+pub struct PlacedOpts<'a> {
+    /// An existing empty dir that receives the layer dir form in the same pass.
+    pub copy_to: Option<&'a Path>,
+    pub times: Times,
+    /// The mtime of existing directories that get a new child (the step's time).
+    pub now: i64,
+}
+
+/// Write `root` (the image's `/`, itself not an entry) as a layer tar to `out` (and to
+/// `o.copy_to`). `digests[slot]` gets the sha256 of each host file read whose slot is
+/// still empty.
 pub fn write_placed<W: Write>(
     root: &Dir,
     src: &Root,
     out: W,
-    copy_to: Option<&Path>,
-    times: Times,
-    now: i64,
+    o: &PlacedOpts,
     digests: &mut [Option<[u8; 32]>],
     progress: &mut dyn FnMut(u64),
 ) -> Result<(WriteStats, W)> {
-    let mirror = copy_to.map(Mirror::open).transpose()?;
+    let (times, now) = (o.times, o.now);
+    let mirror = o.copy_to.map(Mirror::open).transpose()?;
     let mut w = Placer {
         out: BufWriter::with_capacity(256 * 1024, out),
         src,
@@ -370,5 +379,119 @@ fn read_retry(f: &mut &File, buf: &mut [u8]) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => return r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn meta(mode: u32, mtime: i64) -> Meta {
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            xattrs: vec![],
+        }
+    }
+
+    fn dir(existing: bool, mtime: i64, children: Vec<(&str, Node)>) -> Node {
+        Node::Dir(Dir {
+            meta: meta(0o755, mtime),
+            existing,
+            children: children
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn the_tar_and_the_layer_dir_say_the_same_and_sums_are_taken() {
+        let t = std::env::temp_dir().join(format!("placed-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&t);
+        let (src, mirror, unpacked) = (t.join("src"), t.join("mirror"), t.join("unpacked"));
+        for d in [&src, &mirror, &unpacked] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(src.join("big"), vec![7u8; 300_000]).unwrap();
+        let st = fs::metadata(src.join("big")).unwrap();
+        let host = HostFile {
+            rel: "big".into(),
+            dev: st.dev(),
+            ino: st.ino(),
+            size: st.len(),
+            mtime_ns: ns(st.mtime(), st.mtime_nsec()),
+            ctime_ns: ns(st.ctime(), st.ctime_nsec()),
+            slot: 0,
+        };
+        let Node::Dir(mut root) = dir(
+            true,
+            0,
+            vec![
+                (
+                    "usr",
+                    dir(true, 5, vec![("empty-existing", dir(true, 5, vec![]))]),
+                ),
+                (
+                    "etc",
+                    dir(
+                        true,
+                        5,
+                        vec![
+                            ("big", Node::File(meta(0o600, 9), Data::Host(host))),
+                            (
+                                "doc",
+                                Node::File(meta(0o644, 9), Data::Bytes(b"hi\n".to_vec())),
+                            ),
+                            ("ln", Node::Symlink(meta(0o777, 9), b"doc".to_vec())),
+                        ],
+                    ),
+                ),
+            ],
+        ) else {
+            unreachable!()
+        };
+        root.prune();
+        assert!(
+            !root.children.contains_key(b"usr".as_slice()),
+            "nothing was written into usr"
+        );
+        let root_fs = Root::open(&src).unwrap();
+        let mut sums = vec![None];
+        let o = PlacedOpts {
+            copy_to: Some(&mirror),
+            times: Times::Keep,
+            now: 1000,
+        };
+        let (stats, tar) =
+            write_placed(&root, &root_fs, Vec::new(), &o, &mut sums, &mut |_| {}).unwrap();
+        assert_eq!(stats.entries, 4);
+        let want: [u8; 32] = Sha256::digest(vec![7u8; 300_000]).into();
+        assert_eq!(sums[0], Some(want));
+        super::super::unpack(&tar[..], &unpacked, &Default::default()).unwrap();
+        for d in [&mirror, &unpacked] {
+            assert_eq!(fs::read(d.join("etc/big")).unwrap(), vec![7u8; 300_000]);
+            assert_eq!(fs::read_to_string(d.join("etc/doc")).unwrap(), "hi\n");
+            assert_eq!(fs::read_link(d.join("etc/ln")).unwrap(), Path::new("doc"));
+            let m = fs::metadata(d.join("etc/big")).unwrap();
+            assert_eq!((m.permissions().mode() & 0o7777, m.mtime()), (0o600, 9));
+            // An existing directory that got a new child carries the step's time.
+            assert_eq!(fs::metadata(d.join("etc")).unwrap().mtime(), 1000);
+            assert!(!d.join("usr").exists());
+        }
+        // A source changed since the plan is refused, never written with a wrong size.
+        fs::write(src.join("big"), b"shorter").unwrap();
+        let o = PlacedOpts { copy_to: None, ..o };
+        let err =
+            write_placed(&root, &root_fs, Vec::new(), &o, &mut sums, &mut |_| {}).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("changed while being copied"),
+            "{err:#}"
+        );
+        fs::remove_dir_all(&t).unwrap();
     }
 }
