@@ -78,6 +78,28 @@ pub fn lookup(store: &Store, key: &Digest) -> Option<Entry> {
     complete.then_some(e)
 }
 
+/// A step's shape: its key without what it reads (for COPY: the parent, the step as
+/// written, its flags). A shape never recorded means no entry can match, so the step
+/// skips the read that computes its full key before the write that would compute it
+/// again.
+fn shape_path(store: &Store, shape: &Digest) -> PathBuf {
+    dir(store).join(format!("{}{SHAPE}", shape.hex()))
+}
+
+const SHAPE: &str = ".shape";
+
+pub fn has_shape(store: &Store, shape: &Digest) -> bool {
+    shape_path(store, shape).exists()
+}
+
+/// Remember a shape (after its entry is saved: an entry without its shape only costs a
+/// hit, never a wrong one).
+pub fn save_shape(store: &Store, shape: &Digest) -> Result<()> {
+    let p = shape_path(store, shape);
+    fs::create_dir_all(dir(store))?;
+    fs::write(&p, b"").with_context(|| format!("write {}", p.display()))
+}
+
 /// Record an entry (under the store lock, after its layer is published).
 pub fn save(l: &Locked<'_>, key: &Digest, e: &Entry) -> Result<()> {
     let d = dir(l.store);
@@ -100,7 +122,7 @@ pub fn roots(l: &Locked<'_>) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
     for e in rd {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if super::sums::is_sums(&name) {
+        if super::sums::is_sums(&name) || name.ends_with(SHAPE) {
             continue;
         }
         let key = name
@@ -140,7 +162,7 @@ pub fn prune(l: &Locked<'_>, all: bool) -> Result<Vec<Digest>> {
         let remove = |p: &std::path::Path| {
             fs::remove_file(p).with_context(|| format!("remove {}", p.display()))
         };
-        if super::sums::is_sums(&name) {
+        if super::sums::is_sums(&name) || name.ends_with(SHAPE) {
             if all {
                 remove(&e.path())?;
             }

@@ -11,7 +11,7 @@ use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use super::cache::KeyBuilder;
+use super::cache::{self, KeyBuilder};
 use super::context::{clean_absolute, Matched, Scan, Source};
 use super::copy::{self, Attrs, Dest, ImageRoot};
 use super::dockerfile::ast::CopyArgs;
@@ -50,7 +50,8 @@ impl Builder<'_> {
     pub(super) fn copy_step(&mut self, s: &mut StageRun, c: &CopyArgs, add: bool) -> Result<()> {
         let mut plan = self.copy_plan(s, c, add)?;
         plan.scan.recall(&mut self.sums, &plan.source);
-        if !self.opts.no_cache {
+        let shape = self.copy_shape(s, &plan);
+        if !self.opts.no_cache && cache::has_shape(self.store, &shape) {
             plan.scan.fill(&plan.source, &mut self.sums)?;
             let key = self.copy_key(s, &plan)?;
             if self.cached(s, &key) {
@@ -82,8 +83,23 @@ impl Builder<'_> {
         let key = self.copy_key(s, &plan)?;
         let created_by = plan.created_by.clone();
         self.finish(s, key, created_by, change)?;
+        cache::save_shape(self.store, &shape)?;
         let _ = fs::remove_dir_all(&dir);
         Ok(())
+    }
+
+    /// The key without what the step reads (see `cache::has_shape`).
+    fn copy_shape(&self, s: &StageRun, p: &Plan) -> Digest {
+        let mut k = KeyBuilder::new(&s.state.key);
+        k.field(b"shape")
+            .field(p.created_by.as_bytes())
+            .field(p.flags.as_bytes())
+            .field(
+                p.from_key
+                    .as_ref()
+                    .map_or(&b""[..], |d| d.as_str().as_bytes()),
+            );
+        k.finish()
     }
 
     /// The step's cache key: the step as written, the checksum of what it copies, its
