@@ -232,7 +232,9 @@ fn every_instruction_does_what_docker_does() {
         "COPY a.txt ./ # buildkit",
         "RUN |2 V=7 EMPTY= /bin/sh -c echo",
         "USER 1000:1001",
-        "EXPOSE map[53/udp:{} 8080/tcp:{}]",
+        "EXPOSE [8080/tcp 53/udp]",
+        "HEALTHCHECK {Test:[CMD-SHELL wget -q localhost || exit 1] Interval:30s Timeout:0s \
+         StartPeriod:0s StartInterval:0s Retries:3}",
         "VOLUME [/data]",
         r#"CMD ["cat /run.txt"]"#,
         "ARG V=1",
@@ -524,4 +526,134 @@ fn network_is_none_unless_host_is_asked() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(host.split_whitespace().count(), ours.len(), "{host}");
+}
+
+#[test]
+fn copy_follows_image_symlinks_to_where_they_lead_and_keeps_them() {
+    let c = Ctx::new("resolved");
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN mkdir -p /real/sub && ln -s /real /link && ln -s sub /real/rel\n\
+         COPY d/ /link/rel/d/\nCOPY f.txt /link/\nCOPY --chmod=0600 f.txt /link/rel/g.txt\n\
+         COPY <<EOF /link/doc.txt\nheredoc\nEOF\nCOPY alias.txt /aliased.txt\n",
+    );
+    c.file("d/a.txt", "a\n");
+    c.file("d/e/b.txt", "b\n");
+    c.file("f.txt", "f\n");
+    // A source named through a context symlink is its target; one inside a copied dir
+    // stays a symlink.
+    std::os::unix::fs::symlink("f.txt", c.dir.join("alias.txt")).unwrap();
+    std::os::unix::fs::symlink("a.txt", c.dir.join("d/ln")).unwrap();
+    c.build(&["-t", "r:1"]).ok();
+    assert_eq!(
+        c.e.run(
+            "r:1",
+            &["sh", "-c", "cat /aliased.txt; readlink /real/sub/d/ln"]
+        ),
+        "f\na.txt\n"
+    );
+    // The layers name the paths the links lead to: the links themselves are untouched.
+    assert_eq!(
+        c.e.run(
+            "r:1",
+            &[
+                "sh",
+                "-c",
+                "readlink /link; readlink /real/rel; cat /real/sub/d/a.txt /real/sub/d/e/b.txt \
+                 /real/f.txt /real/doc.txt; stat -c '%a %u' /real/sub/g.txt /real/sub/d/e"
+            ]
+        ),
+        "/real\nsub\na\nb\nf\nheredoc\n600 0\n755 0\n"
+    );
+    c.assert_clean();
+}
+
+#[test]
+fn a_content_change_that_keeps_size_and_mtime_still_rebuilds() {
+    let c = Ctx::new("sums");
+    c.file("Dockerfile", "FROM busybox\nCOPY f.txt /f.txt\n");
+    c.file("f.txt", "v1\n");
+    let f = c.dir.join("f.txt");
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    // Old enough for its checksum to be remembered by inode and times.
+    std::thread::sleep(Duration::from_millis(1100));
+    c.build(&["-t", "m:1"]).ok();
+    assert!(c.e.store().join("build-cache/sums").is_file());
+    let again = c.build(&["-t", "m:1"]);
+    assert!(again.stderr.contains("Using cache"), "{again:#?}");
+    // Same size, same mtime, other content: only the ctime tells.
+    fs::write(&f, "v2\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let out = c.build(&["-t", "m:2"]);
+    out.ok();
+    assert!(!out.stderr.contains("Using cache"), "{out:#?}");
+    assert_eq!(c.e.run("m:2", &["cat", "/f.txt"]), "v2\n");
+    c.assert_clean();
+}
+
+#[test]
+fn a_heredoc_with_a_shebang_runs_with_its_interpreter() {
+    let c = Ctx::new("shebang");
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN <<EOF\n#!/usr/bin/awk -f\nBEGIN { print \"awk ran\" > \"/awk.txt\" }\nEOF\n",
+    );
+    c.build(&["-t", "sb:1"]).ok();
+    assert_eq!(c.e.run("sb:1", &["cat", "/awk.txt"]), "awk ran\n");
+    let h = history(&c, "sb:1");
+    assert!(
+        h.iter()
+            .any(|t| t == "RUN /bin/sh -c /dev/pipes/EOF # buildkit"),
+        "{h:#?}"
+    );
+    // The script's text is in the key: another script runs again.
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN <<EOF\n#!/usr/bin/awk -f\nBEGIN { print \"again\" > \"/awk.txt\" }\nEOF\n",
+    );
+    c.build(&["-t", "sb:2"]).ok();
+    assert_eq!(c.e.run("sb:2", &["cat", "/awk.txt"]), "again\n");
+    c.assert_clean();
+}
+
+#[test]
+fn builder_prune_drops_the_cache_and_what_only_it_kept() {
+    let c = Ctx::new("prune");
+    c.file(
+        "Dockerfile",
+        "FROM busybox\nRUN echo base > /base\nCOPY f.txt /f.txt\nRUN cat /f.txt > /g.txt\n",
+    );
+    c.file("f.txt", "v1\n");
+    c.build(&["-t", "p:1"]).ok();
+    c.file("f.txt", "v2\n");
+    c.build(&["-t", "p:2"]).ok();
+    assert_eq!(c.runs(), 3);
+    c.e.si(&["rmi", "p:1"]).ok();
+    let blobs = c.e.count("blobs/sha256");
+    // Without -a: only what no image uses (v1's steps) goes, with its layers.
+    let out = c.e.si(&["builder", "prune"]);
+    out.ok();
+    assert!(
+        out.stdout.starts_with("Deleted build cache objects:"),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains("Total reclaimed space:"), "{out:#?}");
+    assert!(c.e.count("blobs/sha256") < blobs, "{out:#?}");
+    c.build(&["-t", "p:2"]).ok();
+    assert_eq!(c.runs(), 3, "p:2's steps must still be cached");
+    c.file("f.txt", "v1\n");
+    c.build(&["-t", "p:1"]).ok();
+    assert_eq!(c.runs(), 4, "v1's last RUN must run again");
+    // -a: everything, the context checksums too; the images keep their layers.
+    c.e.si(&["builder", "prune", "-a", "-f"]).ok();
+    assert_eq!(c.e.count("build-cache"), 0);
+    assert_eq!(c.e.run("p:2", &["cat", "/g.txt"]), "v2\n");
+    c.build(&["-t", "p:1"]).ok();
+    assert_eq!(c.runs(), 6);
+    c.assert_clean();
 }

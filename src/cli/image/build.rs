@@ -74,3 +74,36 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<i32> {
     println!("{}", built.id);
     Ok(0)
 }
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BuilderCmd {
+    /// Remove build cache: the steps whose layers no image uses (with -a, all of it),
+    /// then the layers and blobs nothing else needs
+    Prune {
+        /// Remove all build cache, not only what no image uses
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt (there is no prompt; accepted for docker compatibility)
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+pub fn builder(ctx: &Ctx, cmd: BuilderCmd) -> Result<i32> {
+    let BuilderCmd::Prune { all, force: _ } = cmd;
+    let l = ctx.store.lock()?;
+    let dropped = crate::image::build::cache::prune(&l, all)?;
+    let freed = crate::image::gc::collect(&l)?;
+    if !dropped.is_empty() {
+        println!("Deleted build cache objects:");
+        for k in &dropped {
+            println!("{}", &k.hex()[..25]);
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        super::format::size(freed.bytes)
+    );
+    Ok(0)
+}

@@ -51,6 +51,11 @@ pub enum Cmd {
     Rmi(images::RmiArgs),
     /// Remove blobs, layers and temp files nothing refers to
     Gc,
+    /// Manage the build cache (`builder prune`)
+    Builder {
+        #[command(subcommand)]
+        cmd: build::BuilderCmd,
+    },
     /// Write images with all their layers and metadata as one tar
     Save(archive::SaveArgs),
     /// Load images from a docker-archive, an oci-archive or an OCI layout directory
@@ -176,6 +181,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Tag { source, target } => images::tag(&ctx, &source, &target),
         Cmd::Rmi(a) => images::rmi(&ctx, a),
         Cmd::Gc => images::gc(&ctx),
+        Cmd::Builder { cmd } => build::builder(&ctx, cmd),
         Cmd::Save(a) => archive::save(&ctx, a),
         Cmd::Create(a) => containers::create(&ctx, a),
         Cmd::Run(a) => containers::run(&ctx, a),

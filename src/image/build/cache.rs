@@ -78,6 +78,28 @@ pub fn lookup(store: &Store, key: &Digest) -> Option<Entry> {
     complete.then_some(e)
 }
 
+/// A step's shape: its key without what it reads (for COPY: the parent, the step as
+/// written, its flags). A shape never recorded means no entry can match, so the step
+/// skips the read that computes its full key before the write that would compute it
+/// again.
+fn shape_path(store: &Store, shape: &Digest) -> PathBuf {
+    dir(store).join(format!("{}{SHAPE}", shape.hex()))
+}
+
+const SHAPE: &str = ".shape";
+
+pub fn has_shape(store: &Store, shape: &Digest) -> bool {
+    shape_path(store, shape).exists()
+}
+
+/// Remember a shape (after its entry is saved: an entry without its shape only costs a
+/// hit, never a wrong one).
+pub fn save_shape(store: &Store, shape: &Digest) -> Result<()> {
+    let p = shape_path(store, shape);
+    fs::create_dir_all(dir(store))?;
+    fs::write(&p, b"").with_context(|| format!("write {}", p.display()))
+}
+
 /// Record an entry (under the store lock, after its layer is published).
 pub fn save(l: &Locked<'_>, key: &Digest, e: &Entry) -> Result<()> {
     let d = dir(l.store);
@@ -100,6 +122,9 @@ pub fn roots(l: &Locked<'_>) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
     for e in rd {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
+        if super::sums::is_sums(&name) || name.ends_with(SHAPE) {
+            continue;
+        }
         let key = name
             .strip_suffix(".json")
             .and_then(|h| Digest::parse(&format!("sha256:{h}")).ok());
@@ -116,9 +141,55 @@ pub fn roots(l: &Locked<'_>) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
     Ok((blobs, chains))
 }
 
+/// `builder prune`: drop the entries whose layers some image does not use (with `all`,
+/// every entry and the context checksums); returns the keys dropped. The layers and
+/// blobs only they kept are for `gc` to remove after.
+pub fn prune(l: &Locked<'_>, all: bool) -> Result<Vec<Digest>> {
+    let store = l.store;
+    let mut used: HashSet<Digest> = HashSet::new();
+    if !all {
+        for img in crate::image::images::list(store)? {
+            used.extend(img.manifest.layers.iter().map(|d| d.digest.clone()));
+        }
+    }
+    let mut dropped = vec![];
+    let Ok(rd) = fs::read_dir(dir(store)) else {
+        return Ok(dropped);
+    };
+    for e in rd {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let remove = |p: &std::path::Path| {
+            fs::remove_file(p).with_context(|| format!("remove {}", p.display()))
+        };
+        if super::sums::is_sums(&name) || name.ends_with(SHAPE) {
+            if all {
+                remove(&e.path())?;
+            }
+            continue;
+        }
+        let key = name
+            .strip_suffix(".json")
+            .and_then(|h| Digest::parse(&format!("sha256:{h}")).ok());
+        let keep = match key.as_ref().and_then(|k| lookup(store, k)) {
+            Some(entry) => !all && entry.layers.iter().all(|d| used.contains(&d.digest)),
+            None => false,
+        };
+        if !keep {
+            remove(&e.path())?;
+            dropped.extend(key);
+        }
+    }
+    Ok(dropped)
+}
+
 /// Entries in the cache (for tests and `gc`'s report).
 pub fn count(store: &Store) -> usize {
-    fs::read_dir(dir(store)).map_or(0, |d| d.count())
+    fs::read_dir(dir(store)).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    })
 }
 
 #[cfg(test)]

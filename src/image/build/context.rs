@@ -1,6 +1,7 @@
 //! Where COPY and ADD read from: the build context (its `.dockerignore` applied) or
 //! another stage's or image's filesystem; source patterns resolved beneath it, and the
-//! checksum of what they name (content and metadata, never times) for the cache key.
+//! scan of what they name: the tree COPY places, and the checksum (content and metadata,
+//! never times) of the cache key.
 
 use anyhow::{bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
@@ -12,6 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::dockerfile::ignore::Matcher as Ignore;
+use super::sums::{now_ns, Sums};
+use crate::image::layer::placed::{ns, same_file, Data, Dir, HostFile, Meta, Node};
 use crate::image::layer::sys;
 use crate::paths::Root;
 
@@ -196,91 +199,228 @@ impl Source {
         Ok(names)
     }
 
-    /// Feed what `m` names into `h`: for each file below it its relative path, type,
-    /// mode, owner (for stage and image sources), link target and content.
-    pub fn checksum(&self, m: &Matched, h: &mut Sha256) -> Result<()> {
-        let flags = if m.is_dir {
+    /// Whether this is the build context (whose owners COPY never keeps).
+    pub fn is_context(&self) -> bool {
+        self.ignore.is_some()
+    }
+
+    /// What `m` names, as a tree of its source metadata (read beneath the root, the
+    /// ignored left out), its files numbered in `scan`, and the checksum records of each
+    /// entry below it: relative path, type, mode, owner (for stage and image sources), link
+    /// target and content.
+    pub fn scan(&self, m: &Matched, scan: &mut Scan) -> Result<Node> {
+        let fd = self
+            .root
+            .open_in(&m.rel, libc::O_PATH, false)
+            .with_context(|| format!("{} in {}", m.rel.display(), self.what))?;
+        let st = crate::paths::fstat(fd.as_raw_fd())?;
+        let flags = if sys::is_dir(&st) {
             libc::O_RDONLY | libc::O_DIRECTORY
         } else {
-            libc::O_RDONLY | libc::O_NONBLOCK
+            libc::O_PATH
         };
         let fd = self
             .root
             .open_in(&m.rel, flags, false)
             .with_context(|| format!("{} in {}", m.rel.display(), self.what))?;
-        let st = crate::paths::fstat(fd.as_raw_fd())?;
-        self.hash_node(&fd, None, &m.rel, Path::new(""), &st, h)
+        self.scan_node(&fd, None, &m.rel, Path::new(""), &st, scan)
     }
 
-    fn hash_node(
+    fn scan_node(
         &self,
         fd: &OwnedFd,
         link: Option<Vec<u8>>,
         rel: &Path,
         shown: &Path,
         st: &libc::stat,
-        h: &mut Sha256,
-    ) -> Result<()> {
-        let field = |h: &mut Sha256, b: &[u8]| {
-            h.update((b.len() as u64).to_le_bytes());
-            h.update(b);
-        };
-        field(h, shown.as_os_str().as_bytes());
-        let owner = if self.ignore.is_some() {
+        scan: &mut Scan,
+    ) -> Result<Node> {
+        scan.field(shown.as_os_str().as_bytes());
+        let owner = if self.is_context() {
             (0, 0)
         } else {
             (st.st_uid, st.st_gid)
         };
-        field(
-            h,
-            format!("{:o} {} {} {}", st.st_mode, owner.0, owner.1, st.st_size).as_bytes(),
-        );
+        scan.field(format!("{:o} {} {} {}", st.st_mode, owner.0, owner.1, st.st_size).as_bytes());
+        let meta = Meta {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: st.st_mtime,
+            xattrs: vec![],
+        };
         if let Some(l) = link {
-            field(h, &l);
-            return Ok(());
+            scan.field(&l);
+            return Ok(Node::Symlink(meta, l));
         }
         match sys::file_type(st) {
             libc::S_IFREG => {
-                let mut f = File::from(fd.try_clone()?);
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
+                let slot = scan.files.len();
+                let h = HostFile {
+                    rel: rel.to_path_buf(),
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                    size: st.st_size as u64,
+                    mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+                    ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+                    slot,
+                };
+                scan.records.push(Record::Content(slot));
+                scan.files.push(h.clone());
+                Ok(Node::File(meta, Data::Host(h)))
             }
             libc::S_IFDIR => {
+                let mut d = Dir {
+                    meta,
+                    ..Default::default()
+                };
                 for name in self.children(fd.as_raw_fd(), rel)? {
                     let c = sys::cname(&name)?;
                     let cst = sys::lstat_at(fd.as_raw_fd(), &c)?;
                     let child_rel = rel.join(OsStr::from_bytes(&name));
                     let child_shown = shown.join(OsStr::from_bytes(&name));
-                    match sys::file_type(&cst) {
+                    let node = match sys::file_type(&cst) {
                         libc::S_IFLNK => {
                             let l = sys::readlink_at(fd.as_raw_fd(), &c)?;
-                            self.hash_node(fd, Some(l), &child_rel, &child_shown, &cst, h)?;
+                            self.scan_node(fd, Some(l), &child_rel, &child_shown, &cst, scan)?
                         }
                         libc::S_IFDIR | libc::S_IFREG => {
                             let flags = if sys::is_dir(&cst) {
                                 libc::O_RDONLY | libc::O_DIRECTORY
                             } else {
-                                libc::O_RDONLY | libc::O_NONBLOCK
+                                libc::O_PATH
                             };
                             let cfd = sys::open_nofollow(fd.as_raw_fd(), &c, flags, 0)?;
-                            self.hash_node(&cfd, None, &child_rel, &child_shown, &cst, h)?;
+                            self.scan_node(&cfd, None, &child_rel, &child_shown, &cst, scan)?
                         }
-                        _ => {
-                            field(h, child_shown.as_os_str().as_bytes());
-                            field(h, format!("{:o} {}", cst.st_mode, cst.st_rdev).as_bytes());
+                        kind => {
+                            scan.field(child_shown.as_os_str().as_bytes());
+                            scan.field(format!("{:o} {}", cst.st_mode, cst.st_rdev).as_bytes());
+                            // Sockets are not copied, nor 0/0 devices (overlay whiteouts).
+                            if kind == libc::S_IFSOCK || (kind == libc::S_IFCHR && cst.st_rdev == 0)
+                            {
+                                continue;
+                            }
+                            let m = Meta {
+                                mode: cst.st_mode & 0o7777,
+                                uid: cst.st_uid,
+                                gid: cst.st_gid,
+                                mtime: cst.st_mtime,
+                                xattrs: vec![],
+                            };
+                            Node::Device(m, kind, cst.st_rdev)
                         }
-                    }
+                    };
+                    d.children.insert(name, node);
                 }
+                Ok(Node::Dir(d))
             }
-            _ => field(h, format!("{}", st.st_rdev).as_bytes()),
+            kind => {
+                scan.field(format!("{}", st.st_rdev).as_bytes());
+                Ok(Node::Device(meta, kind, st.st_rdev))
+            }
+        }
+    }
+}
+
+/// One record of a COPY checksum: bytes, or the content digest of a scanned file.
+enum Record {
+    Bytes(Vec<u8>),
+    Content(usize),
+}
+
+/// What COPY's sources were found to be: their files (by slot) and digests as far as
+/// known, and the records their checksum is made of.
+#[derive(Default)]
+pub struct Scan {
+    pub files: Vec<HostFile>,
+    pub digests: Vec<Option<[u8; 32]>>,
+    records: Vec<Record>,
+}
+
+impl Scan {
+    /// A length-prefixed field, so that no two field lists hash alike.
+    pub fn field(&mut self, b: &[u8]) {
+        let mut v = (b.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(b);
+        self.records.push(Record::Bytes(v));
+    }
+
+    /// Take what `sums` knows (context files only: other sources are mounts whose inode
+    /// numbers do not last).
+    pub fn recall(&mut self, sums: &mut Sums, src: &Source) {
+        self.digests.resize(self.files.len(), None);
+        if !src.is_context() {
+            return;
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            self.digests[i] = self.digests[i].or_else(|| sums.get(f));
+        }
+    }
+
+    /// Read the files whose digest is not known yet.
+    pub fn fill(&mut self, src: &Source, sums: &mut Sums) -> Result<()> {
+        self.digests.resize(self.files.len(), None);
+        let mut buf = vec![0u8; 256 * 1024];
+        for (i, f) in self.files.iter().enumerate() {
+            if self.digests[i].is_some() {
+                continue;
+            }
+            let read_at = now_ns();
+            let fd = src
+                .root
+                .open_in(&f.rel, libc::O_RDONLY | libc::O_NONBLOCK, false)
+                .with_context(|| format!("{} in {}", f.rel.display(), src.what))?;
+            if !same_file(&crate::paths::fstat(fd.as_raw_fd())?, f) {
+                bail!(
+                    "{} in {}: changed while being read",
+                    f.rel.display(),
+                    src.what
+                );
+            }
+            let mut file = File::from(fd);
+            let mut h = Sha256::new();
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            let sum: [u8; 32] = h.finalize().into();
+            self.digests[i] = Some(sum);
+            if src.is_context() {
+                sums.put(f, sum, read_at);
+            }
         }
         Ok(())
+    }
+
+    /// Remember the digests a layer writer computed (read from `read_at` on).
+    pub fn learnt(&self, src: &Source, sums: &mut Sums, read_at: i64) {
+        if !src.is_context() {
+            return;
+        }
+        for (f, d) in self.files.iter().zip(&self.digests) {
+            if let Some(d) = d {
+                sums.put(f, *d, read_at);
+            }
+        }
+    }
+
+    /// The checksum of everything scanned (all digests must be known).
+    pub fn checksum(&self) -> Result<[u8; 32]> {
+        let mut h = Sha256::new();
+        for r in &self.records {
+            match r {
+                Record::Bytes(b) => h.update(b),
+                Record::Content(i) => match self.digests.get(*i).copied().flatten() {
+                    Some(d) => h.update(d),
+                    None => bail!("internal: the content of a COPY source was not read"),
+                },
+            }
+        }
+        Ok(h.finalize().into())
     }
 }
 

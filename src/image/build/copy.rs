@@ -1,4 +1,5 @@
-//! COPY and ADD into the image's merged view (a detached writable overlay): sources read
+//! COPY and ADD into the image's merged view (a detached writable overlay), for what a
+//! `placement` plan cannot express (an ADDed archive, a destination below a file): sources read
 //! beneath their root, destinations resolved beneath the image's root (a symlink in the
 //! image is followed only inside it, as docker's FollowSymlinkInScope), every write an
 //! `*at` call that never follows a final symlink; an ADDed local tar unpacked by the

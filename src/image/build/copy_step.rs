@@ -1,21 +1,30 @@
-//! COPY and ADD as build steps: the instruction expanded into a plan (sources matched,
-//! destination, owner and mode), its cache key (the step's text and a checksum of what it
-//! copies), and on a miss the copy into a writable overlay of the stage's layers.
+//! COPY and ADD as build steps: the instruction expanded into a plan (sources matched and
+//! scanned, destination, owner and mode), its cache key (the step's text and a checksum of
+//! what it copies, file contents remembered by inode in `sums`), and on a miss the layer
+//! written straight from the sources (`placement`), or, for what only a real copy can
+//! show (an ADDed archive, odd destinations), the copy into a writable overlay of the
+//! stage's layers.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest as _, Sha256};
 use std::fs;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
 
-use super::cache::KeyBuilder;
-use super::context::{clean_absolute, Matched, Source};
+use super::cache::{self, KeyBuilder};
+use super::context::{clean_absolute, Matched, Scan, Source};
 use super::copy::{self, Attrs, Dest, ImageRoot};
 use super::dockerfile::ast::CopyArgs;
+use super::placement::Placement;
 use super::stage::{open_dirs, Change, StageRun, State};
+use super::sums;
 use super::vars::Scope;
 use super::Builder;
 use crate::image::digest::Digest;
+use crate::image::layer::placed::{self, Dir, Node};
+use crate::image::layerblob;
+use crate::image::progress::Progress;
+use crate::paths::Root;
 
 /// One COPY or ADD, expanded and resolved.
 struct Plan {
@@ -24,33 +33,166 @@ struct Plan {
     docs: Vec<(String, String)>,
     source: Source,
     matched: Vec<Matched>,
+    /// Each matched source's scanned tree (taken by `place`).
+    nodes: Vec<Node>,
+    scan: Scan,
     dest: Dest,
     attrs: Attrs,
+    /// --chown, --chmod and --from as given, for the key.
+    flags: String,
+    /// The content identity of --from's stage or image.
+    from_key: Option<Digest>,
     chown: Option<String>,
     created_by: String,
 }
 
 impl Builder<'_> {
     pub(super) fn copy_step(&mut self, s: &mut StageRun, c: &CopyArgs, add: bool) -> Result<()> {
-        let (plan, key) = self.copy_plan(s, c, add)?;
-        if self.cached(s, &key) {
-            return Ok(());
+        let mut plan = self.copy_plan(s, c, add)?;
+        plan.scan.recall(&mut self.sums, &plan.source);
+        let shape = self.copy_shape(s, &plan);
+        if !self.opts.no_cache && cache::has_shape(self.store, &shape) {
+            plan.scan.fill(&plan.source, &mut self.sums)?;
+            let key = self.copy_key(s, &plan)?;
+            if self.cached(s, &key) {
+                return Ok(());
+            }
         }
         let dir = self.step_dir()?;
         let mut attrs = plan.attrs;
         if let Some(spec) = &plan.chown {
             attrs.owner = Some(self.owner(&s.state, spec)?);
         }
-        self.in_overlay(&s.state, &dir, |img| {
-            copy_all(img, &plan, attrs, &dir.join("archives"))
-        })?;
-        self.finish(s, key, plan.created_by, Change::Upper(dir.join("upper")))?;
+        let change = match self.place(&s.state, &mut plan, attrs)? {
+            Some(tree) => {
+                let read_at = sums::now_ns();
+                let layer = self.write_placed(&tree, &mut plan, &dir)?;
+                plan.scan.learnt(&plan.source, &mut self.sums, read_at);
+                layer
+            }
+            None => {
+                plan.scan.fill(&plan.source, &mut self.sums)?;
+                self.in_overlay(&s.state, &dir, |img| {
+                    copy_all(img, &plan, attrs, &dir.join("archives"))
+                })?;
+                Change::Upper(dir.join("upper"))
+            }
+        };
+        // A no-op unless some source was not read on the way (an empty plan).
+        plan.scan.fill(&plan.source, &mut self.sums)?;
+        let key = self.copy_key(s, &plan)?;
+        let created_by = plan.created_by.clone();
+        self.finish(s, key, created_by, change)?;
+        cache::save_shape(self.store, &shape)?;
         let _ = fs::remove_dir_all(&dir);
         Ok(())
     }
 
+    /// The key without what the step reads (see `cache::has_shape`).
+    fn copy_shape(&self, s: &StageRun, p: &Plan) -> Digest {
+        let mut k = KeyBuilder::new(&s.state.key);
+        k.field(b"shape")
+            .field(p.created_by.as_bytes())
+            .field(p.flags.as_bytes())
+            .field(
+                p.from_key
+                    .as_ref()
+                    .map_or(&b""[..], |d| d.as_str().as_bytes()),
+            );
+        k.finish()
+    }
+
+    /// The step's cache key: the step as written, the checksum of what it copies, its
+    /// flags and the identity of its --from.
+    fn copy_key(&self, s: &StageRun, p: &Plan) -> Result<Digest> {
+        let mut h = Sha256::new();
+        h.update(p.scan.checksum()?);
+        for (_, body) in &p.docs {
+            h.update(body.as_bytes());
+        }
+        let mut k = KeyBuilder::new(&s.state.key);
+        k.field(p.created_by.as_bytes())
+            .field(&h.finalize())
+            .field(p.flags.as_bytes())
+            .field(
+                p.from_key
+                    .as_ref()
+                    .map_or(&b""[..], |d| d.as_str().as_bytes()),
+            );
+        Ok(k.finish())
+    }
+
+    /// The plan as a tree of what lands where, if it can be written directly.
+    fn place(&self, state: &State, p: &mut Plan, a: Attrs) -> Result<Option<Dir>> {
+        if p.add
+            && p.matched
+                .iter()
+                .any(|m| !m.is_dir && copy::is_archive(&p.source, &m.rel))
+        {
+            return Ok(None);
+        }
+        let lowers = self.lowers(state)?;
+        let mount = match lowers.is_empty() {
+            true => None,
+            false => {
+                let fds = open_dirs(&lowers)?;
+                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                Some(
+                    crate::overlay::mount_readonly(&borrowed)
+                        .context("mount the stage's layers")?,
+                )
+            }
+        };
+        let root = mount
+            .as_ref()
+            .map(|m| Root::open(Path::new(&format!("/proc/self/fd/{}", m.as_raw_fd()))))
+            .transpose()?;
+        let now = sums::now_ns() / 1_000_000_000;
+        let mut pl = Placement::new(root.as_ref(), now);
+        for (name, body) in &p.docs {
+            if !pl.doc(&p.dest, name, body.as_bytes(), a)? {
+                return Ok(None);
+            }
+        }
+        for (m, node) in p.matched.iter().zip(std::mem::take(&mut p.nodes)) {
+            if !pl.source(m, node, &p.dest, a)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(pl.finish()))
+    }
+
+    /// Write a placed tree as the step's layer (`dir/layer`), reading each source once.
+    fn write_placed(&self, tree: &Dir, p: &mut Plan, dir: &Path) -> Result<Change> {
+        if tree.children.is_empty() {
+            return Ok(Change::None);
+        }
+        let o = &self.opts.layer;
+        let layer_dir = dir.join("layer");
+        fs::create_dir_all(layer_dir.join("diff"))?;
+        let mut sink = layerblob::start(&self.tmp.path, &o.compress)?;
+        let progress = Progress::new("copy", None, o.quiet);
+        let now = sums::now_ns() / 1_000_000_000;
+        let po = placed::PlacedOpts {
+            copy_to: Some(&layer_dir.join("diff")),
+            times: o.times,
+            now,
+        };
+        placed::write_placed(
+            tree,
+            &p.source.root,
+            &mut sink,
+            &po,
+            &mut p.scan.digests,
+            &mut |n| progress.inc(n),
+        )?;
+        progress.done();
+        let new = layerblob::finish(sink, o.compress.compression)?;
+        Ok(Change::Layer(new, layer_dir))
+    }
+
     /// Expand the instruction, match its sources and compute its cache key.
-    fn copy_plan(&self, s: &StageRun, c: &CopyArgs, add: bool) -> Result<(Plan, Digest)> {
+    fn copy_plan(&self, s: &StageRun, c: &CopyArgs, add: bool) -> Result<Plan> {
         let verb = if add { "ADD" } else { "COPY" };
         let scope = Scope::new(&s.state.config, &s.args);
         let esc = self.df.escape;
@@ -128,39 +270,30 @@ impl Builder<'_> {
         }));
         text.push(dest_word.clone());
         let created_by = format!("{} # buildkit", text.join(" "));
-        let mut h = Sha256::new();
-        for m in &matched {
-            source.checksum(m, &mut h)?;
-        }
-        for (_, body) in &docs {
-            h.update(body.as_bytes());
-        }
-        let mut k = KeyBuilder::new(&s.state.key);
-        k.field(created_by.as_bytes())
-            .field(&h.finalize())
-            .field(format!("{chown:?} {chmod:?} {from:?}").as_bytes())
-            .field(
-                from_key
-                    .as_ref()
-                    .map_or(&b""[..], |d| d.as_str().as_bytes()),
-            );
-        let key = k.finish();
+        let mut scan = Scan::default();
+        let nodes = matched
+            .iter()
+            .map(|m| source.scan(m, &mut scan))
+            .collect::<Result<Vec<_>>>()?;
         let owner = match chown {
             Some(_) => None,
-            None if source.ignore.is_some() => Some((0, 0)),
+            None if source.is_context() => Some((0, 0)),
             None => None,
         };
-        let plan = Plan {
+        Ok(Plan {
             add,
             docs,
             source,
             matched,
+            nodes,
+            scan,
             dest,
             attrs: Attrs { owner, mode },
+            flags: format!("{chown:?} {chmod:?} {from:?}"),
+            from_key,
             chown,
             created_by,
-        };
-        Ok((plan, key))
+        })
     }
 
     /// Where COPY reads: the context, an earlier stage's filesystem, or an image's; and

@@ -99,13 +99,13 @@ pub fn apply(
             let mut all = vec![];
             for p in ports {
                 let p = x(p)?;
-                let p = port(&p).with_context(|| format!("EXPOSE {p}"))?;
-                object_at(container_config(cfg), "ExposedPorts").insert(p.clone(), json!({}));
-                all.push(p);
+                for p in expose_ports(&p).with_context(|| format!("EXPOSE {p}"))? {
+                    object_at(container_config(cfg), "ExposedPorts").insert(p.clone(), json!({}));
+                    all.push(p);
+                }
             }
-            all.sort();
-            let m: Vec<String> = all.iter().map(|p| format!("{p}:{{}}")).collect();
-            format!("EXPOSE map[{}]", m.join(" "))
+            // BuildKit prints its list of ports with %v, in the order given.
+            format!("EXPOSE [{}]", all.join(" "))
         }
         Kind::Volume(vols) => {
             let mut all = vec![];
@@ -199,27 +199,44 @@ fn healthcheck(h: Option<&Healthcheck>) -> Result<Value> {
     Ok(v)
 }
 
-// BuildKit prints the struct with %q: `&{["CMD-SHELL" "x"] "30s" "0s" "0s" "0s" '\x03'}`.
+// BuildKit prints the config's struct with %+v: `{Test:[CMD-SHELL x] Interval:30s
+// Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}` (NONE included).
 fn healthcheck_text(v: &Value) -> String {
-    let test: Vec<String> = v["Test"]
+    let test: Vec<&str> = v["Test"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
+        .filter_map(|s| s.as_str())
         .collect();
-    if test == ["NONE"] {
-        return "HEALTHCHECK NONE".into();
-    }
-    let d = |k: &str| format!("\"{}\"", go_duration(v[k].as_i64().unwrap_or(0)));
+    let d = |k: &str| go_duration(v[k].as_i64().unwrap_or(0));
     format!(
-        "HEALTHCHECK &{{{} {} {} {} {} '\\x{:02x}'}}",
-        go_quoted(&test),
+        "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        test.join(" "),
         d("Interval"),
         d("Timeout"),
         d("StartPeriod"),
         d("StartInterval"),
         v["Retries"].as_u64().unwrap_or(0)
     )
+}
+
+/// The ports one EXPOSE word names, as BuildKit parses them: `[[ip:]host:]port[/proto]`,
+/// the protocol lower-cased, a range expanded.
+fn expose_ports(word: &str) -> Result<Vec<String>> {
+    let container = word.rsplit(':').next().unwrap_or(word);
+    let (num, proto) = container.split_once('/').unwrap_or((container, "tcp"));
+    let proto = match proto.to_ascii_lowercase() {
+        p if p.is_empty() => "tcp".to_string(),
+        p => p,
+    };
+    let canon = port(&format!("{num}/{proto}"))?;
+    let (num, proto) = canon.split_once('/').expect("port() gives NUM/PROTO");
+    let (a, b) = num.split_once('-').unwrap_or((num, num));
+    let (a, b): (u16, u16) = (a.parse()?, b.parse()?);
+    if b < a {
+        bail!("invalid range specified for port: {num}");
+    }
+    Ok((a..=b).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
@@ -323,13 +340,14 @@ mod tests {
         // Words of one ENV see the env from before it, as in docker.
         assert_eq!(t[0], "ENV A=b C=-x");
         assert_eq!(t[1], r#"CMD ["/bin/sh" "-c" "echo hi"]"#);
-        assert_eq!(t[2], "EXPOSE map[53/udp:{} 80/tcp:{}]");
+        assert_eq!(t[2], "EXPOSE [80/tcp 53/udp]");
         assert_eq!(t[3], "VOLUME [/data]");
         assert_eq!(t[4], "SHELL [/bin/ash -c]");
         assert_eq!(t[5], r#"ENTRYPOINT ["/app"]"#);
         assert_eq!(
             t[6],
-            r#"HEALTHCHECK &{["CMD-SHELL" "true"] "30s" "0s" "0s" "0s" '\x03'}"#
+            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:30s Timeout:0s StartPeriod:0s \
+             StartInterval:0s Retries:3}"
         );
         let c = &cfg["config"];
         assert_eq!(c["Env"], json!(["A=b", "C=-x"]));
@@ -354,6 +372,26 @@ mod tests {
         let k = Kind::Entrypoint(Command::Exec(vec!["/app".into()]));
         apply(&mut cfg, &k, &scope, '\\', &mut StageFlags::default()).unwrap();
         assert!(cfg["config"].get("Cmd").is_none());
+    }
+
+    #[test]
+    fn expose_and_healthcheck_none_read_as_buildkit_writes_them() {
+        let (cfg, t) = run(&[
+            Kind::Expose(vec!["8000-8002/UDP".into(), "127.0.0.1:80:8080".into()]),
+            Kind::Healthcheck(None),
+        ]);
+        assert_eq!(t[0], "EXPOSE [8000/udp 8001/udp 8002/udp 8080/tcp]");
+        assert_eq!(
+            cfg["config"]["ExposedPorts"],
+            json!({"8000/udp": {}, "8001/udp": {}, "8002/udp": {}, "8080/tcp": {}})
+        );
+        assert_eq!(
+            t[1],
+            "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s \
+             Retries:0}"
+        );
+        assert!(expose_ports("9-8").is_err());
+        assert!(expose_ports("80/icmp").is_err());
     }
 
     #[test]

@@ -13,8 +13,10 @@ pub mod copy_step;
 pub mod dockerfile;
 pub mod instructions;
 pub mod interrupt;
+pub mod placement;
 pub mod run;
 pub mod stage;
+pub mod sums;
 pub mod vars;
 
 use anyhow::{bail, Context as _, Result};
@@ -71,6 +73,8 @@ pub struct Builder<'a> {
     pub tmp: TmpDir,
     pub hits: usize,
     pub containers: usize,
+    /// Context files' checksums by inode, loaded once per build.
+    pub sums: sums::Sums,
     steps: usize,
 }
 
@@ -101,6 +105,7 @@ pub fn build(store: &Store, rt: &Runtime, o: &BuildOpts) -> Result<Built> {
         tmp: store.tmpdir()?,
         hits: 0,
         containers: 0,
+        sums: sums::Sums::load(store),
         steps: 0,
         df,
     };
@@ -114,6 +119,10 @@ pub fn build(store: &Store, rt: &Runtime, o: &BuildOpts) -> Result<Built> {
         }
     }
     b.warn_unused_args();
+    // Only a cache: a failure to keep the sums costs a re-read next time.
+    if let Err(e) = b.sums.save(store) {
+        eprintln!("strata-image: warning: keep the build context's checksums: {e:#}");
+    }
     let fin = b.done[target].clone().expect("the target was built");
     interrupt::check()?;
     let id = publish(

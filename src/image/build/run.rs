@@ -25,6 +25,8 @@ pub struct RunStep {
     pub args: Vec<(String, String)>,
     pub network_host: bool,
     pub quiet: bool,
+    /// A dir mounted read-only at /dev/pipes (a shebang heredoc's script).
+    pub pipes: Option<PathBuf>,
 }
 
 /// The container, deleted (killed if need be) when this is dropped: on success, on
@@ -147,6 +149,18 @@ fn bundle_config(
     };
     bundle::configure(&mut spec, &img, &opts, &layers, "strata-build")?;
     spec["linux"]["cgroupsPath"] = format!("/strata-image/{id}").into();
+    if let Some(p) = &step.pipes {
+        let m = serde_json::json!({
+            "destination": "/dev/pipes",
+            "type": "bind",
+            "source": p,
+            "options": ["rbind", "ro", "nosuid", "nodev"],
+        });
+        match spec["mounts"].as_array_mut() {
+            Some(ms) => ms.push(m),
+            None => spec["mounts"] = serde_json::json!([m]),
+        }
+    }
     if step.network_host {
         if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
             ns.retain(|n| n["type"] != "network");

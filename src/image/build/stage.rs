@@ -20,6 +20,7 @@ use super::Builder;
 use crate::image::commit::write_layer;
 use crate::image::config::{self, History};
 use crate::image::digest::Digest;
+use crate::image::layerblob::NewLayer;
 use crate::image::oci::Descriptor;
 use crate::image::store::layers::{chain_ids, LayerInfo};
 use crate::paths::Root;
@@ -49,6 +50,8 @@ pub struct StageRun {
 pub(super) enum Change {
     None,
     Upper(PathBuf),
+    /// A layer already written: its blob, and its layer dir (holding `diff/`).
+    Layer(NewLayer, PathBuf),
 }
 
 impl Builder<'_> {
@@ -185,11 +188,20 @@ impl Builder<'_> {
         network: &Option<String>,
         heredocs: &[Heredoc],
     ) -> Result<()> {
-        let command = with_heredocs(command, heredocs);
+        // A lone heredoc starting with #! is a script run by its own interpreter, as
+        // BuildKit runs it: written to a file the shell executes from /dev/pipes.
+        let script = shebang_script(command, heredocs);
+        let command = match &script {
+            Some((name, _)) => Command::Shell(format!("{PIPES}/{name}")),
+            None => with_heredocs(command, heredocs),
+        };
         let argv = instructions::argv(&s.state.config, &command);
         let created_by = instructions::run_created_by(&s.args.listed(), &argv);
         let mut k = KeyBuilder::new(&s.state.key);
         k.field(created_by.as_bytes());
+        if let Some((_, body)) = &script {
+            k.field(body.as_bytes());
+        }
         let key = k.finish();
         if self.cached(s, &key) {
             return Ok(());
@@ -203,12 +215,17 @@ impl Builder<'_> {
             }
         };
         let dir = self.step_dir()?;
+        let pipes = match &script {
+            Some((name, body)) => Some(write_script(&dir, name, body)?),
+            None => None,
+        };
         let lowers = self.lowers(&s.state)?;
         let step = RunStep {
             argv,
             args: s.args.values(),
             network_host,
             quiet: self.opts.quiet,
+            pipes,
         };
         self.containers += 1;
         run::run(self.rt, &dir, &s.state.config, &lowers, &step)?;
@@ -297,11 +314,16 @@ impl Builder<'_> {
         };
         let cfg = &mut s.state.config;
         cfg["created"] = json!(created);
-        let upper = match change {
-            Change::Upper(u) if !dir_is_empty(&u)? => Some(u),
+        let written = match change {
+            Change::Upper(u) if !dir_is_empty(&u)? => {
+                let layer_dir = u.with_file_name("layer");
+                let new = write_layer(&u, &layer_dir, &self.tmp.path, &self.opts.layer)?;
+                Some((new, layer_dir))
+            }
+            Change::Layer(new, layer_dir) => Some((new, layer_dir)),
             _ => None,
         };
-        let Some(upper) = upper else {
+        let Some((new, layer_dir)) = written else {
             config::add_history(cfg, &h);
             s.state.key = key.clone();
             let l = self.store.lock()?;
@@ -314,8 +336,6 @@ impl Builder<'_> {
                 },
             );
         };
-        let layer_dir = upper.with_file_name("layer");
-        let new = write_layer(&upper, &layer_dir, &self.tmp.path, &self.opts.layer)?;
         h.empty_layer = false;
         config::add_layer(cfg, &new.diff_id, &h);
         let mut ids = crate::image::images::diff_ids(cfg)?;
@@ -344,6 +364,42 @@ impl Builder<'_> {
     }
 }
 
+/// Where a RUN's shebang heredoc is mounted (read-only), as BuildKit mounts it.
+const PIPES: &str = "/dev/pipes";
+
+/// Whether the RUN is a lone heredoc (`RUN <<EOF`) whose body starts with `#!`: its
+/// (name, body), taken as written (BuildKit expands no variables in it).
+fn shebang_script(c: &Command, docs: &[Heredoc]) -> Option<(String, String)> {
+    let Command::Shell(text) = c else {
+        return None;
+    };
+    let [d] = docs else {
+        return None;
+    };
+    let body = d.content();
+    (lone_heredoc(text, &d.name) && body.starts_with("#!"))
+        .then(|| (d.name.clone(), body.into_owned()))
+}
+
+/// The script as an executable file in `dir/pipes`, the dir to mount at PIPES.
+fn write_script(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let pipes = dir.join("pipes");
+    fs::create_dir(&pipes)?;
+    let f = pipes.join(name);
+    fs::write(&f, body).with_context(|| format!("write {}", f.display()))?;
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o755))?;
+    Ok(pipes)
+}
+
+fn lone_heredoc(text: &str, name: &str) -> bool {
+    text.trim()
+        .trim_start_matches("<<")
+        .trim_start_matches('-')
+        .trim_matches(['"', '\''])
+        == name
+}
+
 /// A shell-form RUN with heredocs: a lone `<<EOF` runs the body as the script; otherwise
 /// the shell gets the heredoc text itself, as BuildKit does.
 fn with_heredocs(c: &Command, docs: &[Heredoc]) -> Command {
@@ -353,14 +409,7 @@ fn with_heredocs(c: &Command, docs: &[Heredoc]) -> Command {
     if docs.is_empty() {
         return c.clone();
     }
-    if docs.len() == 1
-        && text
-            .trim()
-            .trim_start_matches("<<")
-            .trim_start_matches('-')
-            .trim_matches(['"', '\''])
-            == docs[0].name
-    {
+    if docs.len() == 1 && lone_heredoc(text, &docs[0].name) {
         return Command::Shell(docs[0].content().into_owned());
     }
     let mut s = text.clone();

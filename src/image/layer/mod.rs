@@ -7,6 +7,7 @@ mod limits;
 mod lowers;
 mod names;
 mod pax;
+pub mod placed;
 pub(crate) mod reader;
 pub(crate) mod sys;
 mod unpack;
