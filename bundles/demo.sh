@@ -3,7 +3,8 @@
 # create a container, show its state, start it (it prints a greeting), show the state
 # again, delete it; then the image half: import busybox as an image, make a container of
 # it, run it (it changes a file), commit the change as a new image, show its history and
-# run the new image. Installs what it needs (libseccomp-dev, busybox-static) with apt-get.
+# run the new image; build a Dockerfile on it (twice: the second time from the cache) and
+# save it into an archive that an empty store loads. Installs what it needs (libseccomp-dev, busybox-static) with apt-get.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -63,4 +64,23 @@ img commit -q -m "add /etc/motd" -c 'CMD ["cat", "/etc/motd"]' demo-c1 busybox:m
 img history busybox:motd
 echo "== strata-image run --rm busybox:motd (the new image, its new CMD)"
 img run --rm busybox:motd
+echo "== strata-image build (a Dockerfile: the same run / modify / commit loop, step by step)"
+ctx=$root/context
+mkdir -p "$ctx"
+echo "copied from the build context" >"$ctx/greeting.txt"
+cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM busybox:motd
+RUN echo "made by a RUN step" > /built
+COPY greeting.txt /greeting.txt
+CMD ["cat", "/etc/motd", "/built", "/greeting.txt"]
+DOCKERFILE
+img build -t demo:built "$ctx"
+img history demo:built
+img run --rm demo:built
+echo "== strata-image build again (nothing changed: every step from the cache, no container)"
+img build -t demo:built "$ctx"
+echo "== strata-image save | load into an empty store (the archive docker and podman load too)"
+img save demo:built >"$root/demo.tar"
+"$si" --root "$root/images2" --runtime-root "$root" load -i "$root/demo.tar"
+"$si" --root "$root/images2" --runtime-root "$root" images
 echo "demo: done"
