@@ -10,9 +10,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// docker's key for docker.io in config.json.
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-const DOCKER_HUB_NAMES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+use super::hub::{DOCKER_HUB, DOCKER_HUB_KEY, DOCKER_HUB_NAMES};
+
 /// A credentials file bigger than this is not one.
 const MAX_FILE: u64 = 1 << 20;
 
@@ -93,8 +92,7 @@ pub fn lookup(registry: &str, repo: &str, authfile: Option<&Path>) -> Result<Opt
             .filter_map(|(k, v)| {
                 let key = normalize(k);
                 let hit = key == registry
-                    || (registry == super::client::DOCKER_HUB
-                        && DOCKER_HUB_NAMES.contains(&key.as_str()))
+                    || (registry == DOCKER_HUB && DOCKER_HUB_NAMES.contains(&key.as_str()))
                     || want.starts_with(&format!("{key}/"));
                 hit.then_some((key.len(), v))
             })
@@ -171,7 +169,7 @@ fn read(f: &Path) -> Result<Option<Map<String, Value>>> {
 
 /// The key `login` writes for a registry: docker's URL for docker.io, else the name.
 fn key_for(registry: &str) -> String {
-    if registry == super::client::DOCKER_HUB {
+    if registry == DOCKER_HUB {
         DOCKER_HUB_KEY.to_string()
     } else {
         registry.to_string()
@@ -203,7 +201,7 @@ pub fn remove(file: &Path, registry: &str) -> Result<bool> {
         return Ok(false);
     };
     let before = auths.len();
-    let hub = registry == super::client::DOCKER_HUB;
+    let hub = registry == DOCKER_HUB;
     auths.retain(|k, _| {
         let n = normalize(k);
         !(n == registry || (hub && DOCKER_HUB_NAMES.contains(&n.as_str())))

@@ -13,11 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::auth::{self, Creds};
+use super::hub::{self, describe};
 
 const USER_AGENT: &str = concat!("strata-image/", env!("CARGO_PKG_VERSION"));
-/// docker's default registry, and the host its API lives on.
-pub const DOCKER_HUB: &str = "docker.io";
-const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A registry silent this long mid-transfer is taken for dead.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
@@ -77,11 +75,7 @@ impl Conn {
     /// Reach `registry` and learn how it wants to be authenticated.
     pub fn open(registry: &str, o: &ConnOpts) -> Result<Conn> {
         install_crypto();
-        let host = if registry == DOCKER_HUB {
-            DOCKER_HUB_HOST.to_string()
-        } else {
-            registry.to_string()
-        };
+        let host = hub::api_host(registry);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -310,18 +304,6 @@ fn short_text(s: &str) -> String {
     line.chars().take(200).collect()
 }
 
-/// `docker.io` is not just a name: say what it means when it cannot be reached.
-pub fn describe(registry: &str) -> String {
-    if registry == DOCKER_HUB {
-        format!(
-            "{DOCKER_HUB} (docker's default registry, {DOCKER_HUB_HOST}: a name without a \
-             registry, such as busybox, means docker.io/library/busybox)"
-        )
-    } else {
-        registry.to_string()
-    }
-}
-
 /// An error and its causes on one line.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -506,12 +488,6 @@ mod tests {
         assert!(is_local("localhost"));
         assert!(!is_local("registry.example:5000"));
         assert!(!is_local("docker.io"));
-    }
-
-    #[test]
-    fn docker_io_is_explained() {
-        assert!(describe("docker.io").contains("docker.io/library/busybox"));
-        assert_eq!(describe("r:5000"), "r:5000");
     }
 
     #[test]
