@@ -363,3 +363,92 @@ fn a_lying_or_dying_server_leaves_nothing_and_a_retry_completes() {
     assert_eq!(e2.run(&name, &["echo", "retried"]), "retried\n");
     assert!(Path::new(&e2.store().join("layers")).is_dir());
 }
+
+/// A docker credential helper on PATH (`credsStore`, `credHelpers` in docker's
+/// config.json) gives the credentials, asked as docker asks: `get`, the registry on stdin.
+#[test]
+fn docker_credential_helpers() {
+    if !have_registry() || !have("openssl") {
+        return;
+    }
+    let e = StoreEnv::new("reg-helper");
+    let reg = Registry::secure(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    let bin = e.dir.join("bin");
+    let asked = e.dir.join("asked");
+    fs::create_dir_all(&bin).unwrap();
+    // `good` knows this registry; `bad` has a wrong password; `none` knows nothing.
+    for (name, body) in [
+        (
+            "good",
+            format!(
+                r#"printf '%s\n' "$url" >> {asked}
+case "$url" in {addr}) printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}' "$url" ;;
+*) echo "credentials not found in native keychain"; exit 1 ;; esac"#,
+                asked = asked.display(),
+                addr = reg.addr
+            ),
+        ),
+        (
+            "bad",
+            format!(r#"printf '{{"Username":"{USER}","Secret":"nope"}}'"#),
+        ),
+        (
+            "none",
+            "echo 'credentials not found in native keychain'; exit 1".to_string(),
+        ),
+    ] {
+        let p = bin.join(format!("docker-credential-{name}"));
+        let script =
+            format!("#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r url || true\n{body}\n");
+        fs::write(&p, script).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let docker = e.dir.join("docker");
+    fs::create_dir_all(&docker).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let ca = reg.ca_dir();
+    let dest = format!("{}/helped/bb:1", reg.addr);
+    let with_config = |doc: Value, args: &[&str]| {
+        fs::write(docker.join("config.json"), doc.to_string()).unwrap();
+        let mut c = e.cmd();
+        c.env("PATH", &path)
+            .env("DOCKER_CONFIG", &docker)
+            .env("HOME", &e.dir)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .args(args);
+        common::run_cmd(&mut c, common::TIMEOUT)
+    };
+    let push = ["push", "--cert-dir", ca.to_str().unwrap(), "bb:1", &dest];
+    with_config(json!({"credsStore": "good"}), &push).ok();
+    assert_eq!(
+        fs::read_to_string(&asked).unwrap(),
+        format!("{}\n", reg.addr),
+        "the helper was asked for this registry, by name"
+    );
+    // A registry's own helper beats the store's.
+    let doc = json!({"credsStore": "good", "credHelpers": {reg.addr.clone(): "bad"}});
+    let out = with_config(doc, &push);
+    assert_fails(&out, &["unauthorized", "docker-credential-bad"]);
+    // A helper with nothing for the registry: anonymous, refused.
+    let out = with_config(json!({"credsStore": "none"}), &push);
+    assert_fails(&out, &["unauthorized"]);
+    let out = with_config(json!({"credsStore": "missing"}), &push);
+    assert_fails(&out, &["docker-credential-missing", &reg.addr]);
+    let e2 = StoreEnv::new("reg-helper-pull");
+    let mut c = e2.cmd();
+    fs::write(
+        docker.join("config.json"),
+        json!({"credHelpers": {reg.addr.clone(): "good"}}).to_string(),
+    )
+    .unwrap();
+    c.env("PATH", &path)
+        .env("DOCKER_CONFIG", &docker)
+        .env("HOME", &e.dir)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .args(["pull", "--cert-dir", ca.to_str().unwrap(), &dest]);
+    common::run_cmd(&mut c, common::TIMEOUT).ok();
+    assert_eq!(e2.run(&dest, &["echo", "helped"]), "helped\n");
+}

@@ -1,6 +1,7 @@
 //! Registry credentials in the files docker and podman keep them in: podman's
 //! `auth.json`, docker's `~/.docker/config.json` (`auths` → `{"auth": base64(user:pass)}`),
-//! read in podman's order, written 0600 by an atomic rename, never printed.
+//! read in podman's order, written 0600 by an atomic rename, never printed; a credential
+//! helper a file names (`credsStore`, `credHelpers`) is asked first, as docker does.
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -10,22 +11,23 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::helper;
 use super::hub::{DOCKER_HUB, DOCKER_HUB_KEY, DOCKER_HUB_NAMES};
 
 /// A credentials file bigger than this is not one.
 const MAX_FILE: u64 = 1 << 20;
 
-/// A user and password for a registry, and the file they came from.
+/// A user and password for a registry, and where they came from (a file, a helper).
 #[derive(Clone)]
 pub struct Creds {
     pub user: String,
     pub pass: String,
-    pub from: PathBuf,
+    pub from: String,
 }
 
 impl std::fmt::Debug for Creds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Creds({}, from {})", self.user, self.from.display())
+        write!(f, "Creds({}, from {})", self.user, self.from)
     }
 }
 
@@ -79,11 +81,24 @@ fn docker_config() -> Option<PathBuf> {
 }
 
 /// The credentials for `registry`'s repository `repo`, from the first file that has an
-/// entry for it; a podman entry for `registry/namespace` beats one for the registry.
+/// entry for it; a podman entry for `registry/namespace` beats one for the registry. A
+/// helper the file names for the registry is asked first (docker's order); one that
+/// holds nothing for it leaves the file's own entry, if any.
 pub fn lookup(registry: &str, repo: &str, authfile: Option<&Path>) -> Result<Option<Creds>> {
     let want = format!("{registry}/{repo}");
     for f in files(authfile) {
         let Some(doc) = read(&f)? else { continue };
+        if let Some(name) = helper::name_for(&doc, registry) {
+            let got = helper::get(&name, registry)
+                .with_context(|| format!("named in {}", f.display()))?;
+            if let Some((user, pass)) = got {
+                return Ok(Some(Creds {
+                    user,
+                    pass,
+                    from: format!("docker-credential-{name}, named in {}", f.display()),
+                }));
+            }
+        }
         let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
             continue;
         };
@@ -138,7 +153,7 @@ fn decode(v: &Value, f: &Path) -> Result<Option<Creds>> {
     Ok(Some(Creds {
         user: user.to_string(),
         pass: pass.to_string(),
-        from: f.to_path_buf(),
+        from: f.display().to_string(),
     }))
 }
 

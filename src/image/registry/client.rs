@@ -68,7 +68,7 @@ pub struct Repo<'a> {
     /// The Authorization header of our own requests.
     pub authz: Option<HeaderValue>,
     /// Where the credentials came from, for errors.
-    pub creds_from: Option<PathBuf>,
+    pub creds_from: Option<String>,
 }
 
 impl Conn {
@@ -159,13 +159,13 @@ impl Conn {
             (Challenge::None, _) | (Challenge::Basic, None) => None,
             (Challenge::Basic, Some(c)) => {
                 self.block_on(self.oci.auth(&oref, &auth, op))
-                    .map_err(|e| self.explain(e, path))?;
+                    .map_err(|e| self.explain(e, path, creds_from.as_deref()))?;
                 Some(basic_header(&c.user, &c.pass)?)
             }
             (Challenge::Bearer { realm, .. }, _) => {
                 let token = self
                     .block_on(self.oci.auth(&oref, &auth, op))
-                    .map_err(|e| self.explain(e, path))
+                    .map_err(|e| self.explain(e, path, creds_from.as_deref()))
                     .with_context(|| format!("get a token for {path} from {realm}"))?;
                 match token {
                     Some(t) => Some(
@@ -187,14 +187,21 @@ impl Conn {
 
     /// An oci-client error as the user should read it: what failed, on which registry,
     /// and what to do about a refusal.
-    pub fn explain(&self, e: OciDistributionError, path: &str) -> anyhow::Error {
+    /// `from`: where the credentials given came from.
+    pub fn explain(
+        &self,
+        e: OciDistributionError,
+        path: &str,
+        from: Option<&str>,
+    ) -> anyhow::Error {
         let name = format!("{}/{path}", self.registry);
+        let from = from_note(from);
         match e {
             OciDistributionError::UnauthorizedError { .. } => {
-                anyhow!("{name}: unauthorized: {}", self.login_hint())
+                anyhow!("{name}: unauthorized{from}: {}", self.login_hint())
             }
             OciDistributionError::AuthenticationFailure(m) => anyhow!(
-                "{}: authentication failed: {}: {}",
+                "{}: authentication failed{from}: {}: {}",
                 self.registry,
                 m.trim(),
                 self.login_hint()
@@ -215,7 +222,7 @@ impl Conn {
                 if e.status()
                     .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
             {
-                anyhow!("{name}: unauthorized: {}", self.login_hint())
+                anyhow!("{name}: unauthorized{from}: {}", self.login_hint())
             }
             OciDistributionError::RequestError(e) => self.unreachable(&e),
             other => anyhow!("{name}: {other}"),
@@ -237,6 +244,11 @@ impl Conn {
 }
 
 impl Repo<'_> {
+    /// An oci-client error of this repository's, as `Conn::explain` says it.
+    pub fn explain(&self, e: OciDistributionError) -> anyhow::Error {
+        self.conn.explain(e, &self.path, self.creds_from.as_deref())
+    }
+
     /// `registry/path`, for messages.
     pub fn name(&self) -> String {
         format!("{}/{}", self.conn.registry, self.path)
@@ -264,10 +276,7 @@ impl Repo<'_> {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            let from = match &self.creds_from {
-                Some(p) => format!(" (credentials from {})", p.display()),
-                None => String::new(),
-            };
+            let from = from_note(self.creds_from.as_deref());
             return anyhow!(
                 "{}: {what}: unauthorized ({status}){from}: {}",
                 self.name(),
@@ -278,6 +287,14 @@ impl Repo<'_> {
             Some(m) => anyhow!("{}: {what}: {m}", self.name()),
             None => anyhow!("{}: {what}: {status}: {}", self.name(), short_text(&body)),
         }
+    }
+}
+
+/// ` (credentials from …)` for a refusal, so that the user knows which to fix.
+fn from_note(from: Option<&str>) -> String {
+    match from {
+        Some(f) => format!(" (credentials from {f})"),
+        None => String::new(),
     }
 }
 

@@ -24,7 +24,7 @@ fn check(conn: &Conn, user: &str, pass: &str) -> Result<()> {
     let creds = Creds {
         user: user.to_string(),
         pass: pass.to_string(),
-        from: PathBuf::from("the command line"),
+        from: "the command line".into(),
     };
     match &conn.challenge {
         Challenge::None => Ok(()),

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod client;
 pub mod fetch;
+pub mod helper;
 pub mod hub;
 pub mod login;
 pub mod pull;

@@ -185,7 +185,7 @@ async fn push_blob(
     let there = oci
         .blob_exists(&repo.oref, d.digest.as_str())
         .await
-        .map_err(|e| repo.conn.explain(e, &repo.path))
+        .map_err(|e| repo.explain(e))
         .with_context(what)?;
     if there {
         set("Layer already exists");
@@ -351,7 +351,7 @@ fn put_manifest(repo: &Repo, tag: &str, bytes: Vec<u8>, media_type: &str) -> Res
         .with_context(|| format!("manifest media type {media_type:?}"))?;
     repo.conn
         .block_on(repo.conn.oci.push_manifest_raw(&tagged, bytes, ct))
-        .map_err(|e| repo.conn.explain(e, &repo.path))
+        .map_err(|e| repo.explain(e))
         .with_context(|| format!("manifest {tag}"))?;
     Ok(())
 }
