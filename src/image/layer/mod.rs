@@ -12,5 +12,6 @@ mod sys;
 mod unpack;
 mod write;
 
+pub use lowers::Gate;
 pub use unpack::{unpack, UnpackOpts, UnpackStats};
 pub use write::{write_tar, Source, Times, WriteOpts, WriteStats};
