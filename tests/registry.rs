@@ -40,6 +40,11 @@ fn image_id(e: &StoreEnv, name: &str) -> String {
     v[0]["Id"].as_str().unwrap().to_string()
 }
 
+/// The size of the manifest's first layer.
+fn blobs_len(m: &Value) -> u64 {
+    m["layers"][0]["size"].as_u64().unwrap()
+}
+
 /// Nothing of a failed pull is left: no image, blob, layer dir or temp dir.
 #[track_caller]
 fn assert_empty(e: &StoreEnv) {
@@ -356,6 +361,20 @@ fn a_lying_or_dying_server_leaves_nothing_and_a_retry_completes() {
         let out = e2.si(&["pull", &name]);
         assert_fails(&out, &needles);
         assert_empty(&e2);
+    }
+    // A transfer that breaks off once resumes where it stopped (a registry that honours
+    // ranges), or starts again and skips what it has (one that does not).
+    let half = blobs_len(&m) / 2;
+    for (fault, second) in [
+        (Fault::DiesOnceThenRanges, format!("bytes={half}-")),
+        (Fault::DiesOnceNoRanges, format!("bytes={half}-")),
+    ] {
+        srv.set(fault);
+        let e3 = StoreEnv::new("reg-fault-resume");
+        e3.si(&["pull", &name]).ok();
+        assert_eq!(image_id(&e3, &name), id, "{fault:?}");
+        assert_eq!(srv.ranges(), vec![String::new(), second], "{fault:?}");
+        assert_eq!(e3.count("tmp"), 0);
     }
     srv.set(Fault::None);
     e2.si(&["pull", &name]).ok();

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -161,12 +161,26 @@ pub enum Fault {
     DiesMidBlob = 2,
     /// A Docker-Content-Digest header that is not the manifest's digest.
     ManifestDigest = 3,
+    /// The first answer for the layer dies halfway; later ones honour `Range`.
+    DiesOnceThenRanges = 4,
+    /// The first answer for the layer dies halfway; later ones ignore `Range` (whole blob).
+    DiesOnceNoRanges = 5,
+}
+
+/// What the serving threads share.
+#[derive(Default)]
+struct Shared {
+    fault: AtomicU8,
+    /// Whether a `DiesOnce…` fault has struck.
+    died: AtomicBool,
+    /// The `Range` header of each layer request ("" for none).
+    ranges: Mutex<Vec<String>>,
 }
 
 /// One image (manifest, config, layers by digest) served over plain HTTP, with a fault.
 pub struct FaultServer {
     pub addr: String,
-    fault: Arc<AtomicU8>,
+    shared: Arc<Shared>,
 }
 
 impl FaultServer {
@@ -179,8 +193,8 @@ impl FaultServer {
     ) -> FaultServer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        let fault = Arc::new(AtomicU8::new(0));
-        let f = fault.clone();
+        let shared = Arc::new(Shared::default());
+        let f = shared.clone();
         let repo = repo.to_string();
         let tag = tag.to_string();
         std::thread::spawn(move || {
@@ -198,17 +212,24 @@ impl FaultServer {
                 });
             }
         });
-        FaultServer { addr, fault }
+        FaultServer { addr, shared }
     }
 
     pub fn set(&self, f: Fault) {
-        self.fault.store(f as u8, Ordering::SeqCst);
+        self.shared.fault.store(f as u8, Ordering::SeqCst);
+        self.shared.died.store(false, Ordering::SeqCst);
+        self.shared.ranges.lock().unwrap().clear();
+    }
+
+    /// The `Range` header of each layer request since the last `set` ("" for none).
+    pub fn ranges(&self) -> Vec<String> {
+        self.shared.ranges.lock().unwrap().clone()
     }
 }
 
 fn serve(
     conn: TcpStream,
-    fault: &AtomicU8,
+    shared: &Shared,
     repo: &str,
     tag: &str,
     manifest: &[u8],
@@ -227,6 +248,7 @@ fn serve(
             return Ok(());
         }
         let mut len = 0usize;
+        let mut range = String::new();
         loop {
             let mut h = String::new();
             r.read_line(&mut h)?;
@@ -236,11 +258,14 @@ fn serve(
             if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
                 len = v.trim().parse().unwrap_or(0);
             }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("range:") {
+                range = v.trim().to_string();
+            }
         }
         let mut body = vec![0; len];
         r.read_exact(&mut body)?;
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-        let f = fault.load(Ordering::SeqCst);
+        let f = shared.fault.load(Ordering::SeqCst);
         let md = format!("sha256:{}", sha256_hex(manifest));
         if path == "/v2/" {
             respond(&mut w, 200, &[], b"{}")?;
@@ -265,7 +290,32 @@ fn serve(
             .find(|(d, _)| path == format!("/v2/{repo}/blobs/{d}"))
         {
             let is_layer = b.len() > 4096;
-            if is_layer && f == Fault::CorruptBlob as u8 {
+            if is_layer {
+                shared.ranges.lock().unwrap().push(range.clone());
+            }
+            let once = f == Fault::DiesOnceThenRanges as u8 || f == Fault::DiesOnceNoRanges as u8;
+            if is_layer && once && !shared.died.swap(true, Ordering::SeqCst) {
+                write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())?;
+                w.write_all(&b[..b.len() / 2])?;
+                w.flush()?;
+                return Ok(());
+            }
+            let start = range
+                .strip_prefix("bytes=")
+                .and_then(|r| r.strip_suffix('-'))
+                .and_then(|n| n.parse::<usize>().ok());
+            if let (Some(start), true) = (start, f == Fault::DiesOnceThenRanges as u8) {
+                write!(
+                    w,
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\n\
+                     Content-Range: bytes {start}-{}/{}\r\n\r\n",
+                    b.len() - start,
+                    b.len() - 1,
+                    b.len()
+                )?;
+                w.write_all(&b[start..])?;
+                w.flush()?;
+            } else if is_layer && f == Fault::CorruptBlob as u8 {
                 let mut bad = b.clone();
                 let mid = bad.len() / 2;
                 bad[mid] ^= 0xff;
