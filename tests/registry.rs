@@ -376,6 +376,17 @@ fn a_lying_or_dying_server_leaves_nothing_and_a_retry_completes() {
         assert_eq!(srv.ranges(), vec![String::new(), second], "{fault:?}");
         assert_eq!(e3.count("tmp"), 0);
     }
+    // A token that expires mid-pull is renewed once; one refused again fails clearly.
+    srv.set(Fault::TokenExpires);
+    let e4 = StoreEnv::new("reg-fault-token");
+    e4.si(&["pull", &name]).ok();
+    assert_eq!(image_id(&e4, &name), id);
+    assert_eq!(srv.tokens(), 2, "one token, and one more when it expired");
+    srv.set(Fault::TokenRefused);
+    let e5 = StoreEnv::new("reg-fault-refused");
+    let out = e5.si(&["pull", &name]);
+    assert_fails(&out, &[layer, "unauthorized", "even with a new token"]);
+    assert_empty(&e5);
     srv.set(Fault::None);
     e2.si(&["pull", &name]).ok();
     assert_eq!(image_id(&e2, &name), id);

@@ -165,6 +165,11 @@ pub enum Fault {
     DiesOnceThenRanges = 4,
     /// The first answer for the layer dies halfway; later ones ignore `Range` (whole blob).
     DiesOnceNoRanges = 5,
+    /// A token service (`/token`, tokens `t1`, `t2`, …); the layer refuses `t1` with a 401,
+    /// as a registry refuses a token that expired.
+    TokenExpires = 6,
+    /// A token service; the layer refuses every token.
+    TokenRefused = 7,
 }
 
 /// What the serving threads share.
@@ -175,6 +180,8 @@ struct Shared {
     died: AtomicBool,
     /// The `Range` header of each layer request ("" for none).
     ranges: Mutex<Vec<String>>,
+    /// Tokens issued.
+    tokens: AtomicU8,
 }
 
 /// One image (manifest, config, layers by digest) served over plain HTTP, with a fault.
@@ -219,6 +226,12 @@ impl FaultServer {
         self.shared.fault.store(f as u8, Ordering::SeqCst);
         self.shared.died.store(false, Ordering::SeqCst);
         self.shared.ranges.lock().unwrap().clear();
+        self.shared.tokens.store(0, Ordering::SeqCst);
+    }
+
+    /// Tokens issued since the last `set`.
+    pub fn tokens(&self) -> u8 {
+        self.shared.tokens.load(Ordering::SeqCst)
     }
 
     /// The `Range` header of each layer request since the last `set` ("" for none).
@@ -249,6 +262,7 @@ fn serve(
         }
         let mut len = 0usize;
         let mut range = String::new();
+        let mut authz = String::new();
         loop {
             let mut h = String::new();
             r.read_line(&mut h)?;
@@ -261,13 +275,45 @@ fn serve(
             if let Some(v) = h.to_ascii_lowercase().strip_prefix("range:") {
                 range = v.trim().to_string();
             }
+            if let Some(v) = h
+                .strip_prefix("Authorization:")
+                .or(h.strip_prefix("authorization:"))
+            {
+                authz = v.trim().to_string();
+            }
         }
         let mut body = vec![0; len];
         r.read_exact(&mut body)?;
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
         let f = shared.fault.load(Ordering::SeqCst);
         let md = format!("sha256:{}", sha256_hex(manifest));
-        if path == "/v2/" {
+        let tokens = f == Fault::TokenExpires as u8 || f == Fault::TokenRefused as u8;
+        let unauthorized = |w: &mut TcpStream| {
+            let addr = w.local_addr()?;
+            let challenge = format!("Bearer realm=\"http://{addr}/token\",service=\"fault\"");
+            let body =
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            respond(w, 401, &[("WWW-Authenticate", challenge)], body)
+        };
+        if tokens && path.starts_with("/token") {
+            let n = shared.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+            respond(
+                &mut w,
+                200,
+                &[],
+                format!("{{\"token\":\"t{n}\"}}").as_bytes(),
+            )?;
+            continue;
+        }
+        let is_layer_path = blobs
+            .iter()
+            .any(|(d, b)| b.len() > 4096 && path == format!("/v2/{repo}/blobs/{d}"));
+        let refused = tokens
+            && (!authz.starts_with("Bearer t")
+                || (is_layer_path && (f == Fault::TokenRefused as u8 || authz == "Bearer t1")));
+        if refused {
+            unauthorized(&mut w)?;
+        } else if path == "/v2/" {
             respond(&mut w, 200, &[], b"{}")?;
         } else if path == format!("/v2/{repo}/manifests/{tag}")
             || path == format!("/v2/{repo}/manifests/{md}")
@@ -347,7 +393,11 @@ fn respond(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> std::io::Result<()> {
-    let reason = if code == 200 { "OK" } else { "Not Found" };
+    let reason = match code {
+        200 => "OK",
+        401 => "Unauthorized",
+        _ => "Not Found",
+    };
     write!(
         w,
         "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\n",

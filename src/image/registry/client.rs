@@ -10,6 +10,8 @@ use oci_client::RegistryOperation;
 use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::auth::{self, Creds};
@@ -65,10 +67,14 @@ pub struct Repo<'a> {
     pub path: String,
     /// For oci-client's calls: this repository (its tag is never used).
     pub oref: oci_client::Reference,
-    /// The Authorization header of our own requests.
-    pub authz: Option<HeaderValue>,
+    /// The Authorization header of our own requests (a token is replaced when it expires).
+    authz: Mutex<Option<HeaderValue>>,
+    creds: Option<Creds>,
     /// Where the credentials came from, for errors.
     pub creds_from: Option<String>,
+    op: RegistryOperation,
+    /// Whether a token was renewed: a refusal after that is not an expiry.
+    renewed: AtomicBool,
 }
 
 impl Conn {
@@ -151,37 +157,59 @@ impl Conn {
             "latest".into(),
         );
         let creds_from = creds.as_ref().map(|c| c.from.clone());
-        let auth = match &creds {
-            Some(c) => RegistryAuth::Basic(c.user.clone(), c.pass.clone()),
-            None => RegistryAuth::Anonymous,
-        };
-        let authz = match (&self.challenge, &creds) {
-            (Challenge::None, _) | (Challenge::Basic, None) => None,
-            (Challenge::Basic, Some(c)) => {
-                self.block_on(self.oci.auth(&oref, &auth, op))
-                    .map_err(|e| self.explain(e, path, creds_from.as_deref()))?;
-                Some(basic_header(&c.user, &c.pass)?)
-            }
-            (Challenge::Bearer { realm, .. }, _) => {
-                let token = self
-                    .block_on(self.oci.auth(&oref, &auth, op))
-                    .map_err(|e| self.explain(e, path, creds_from.as_deref()))
-                    .with_context(|| format!("get a token for {path} from {realm}"))?;
-                match token {
-                    Some(t) => Some(
-                        HeaderValue::from_str(&format!("Bearer {t}"))
-                            .context("the token service sent a token no header can carry")?,
-                    ),
-                    None => None,
-                }
-            }
-        };
+        let authz = self.block_on(self.authorize(&oref, path, op, creds.as_ref()))?;
         Ok(Repo {
             conn: self,
             path: path.to_string(),
             oref,
-            authz,
+            authz: Mutex::new(authz),
+            creds,
             creds_from,
+            op,
+            renewed: AtomicBool::new(false),
+        })
+    }
+
+    /// The Authorization header for `path`: a token from the token service if the
+    /// registry has one (the dance run anew on each call), basic credentials, or none.
+    async fn authorize(
+        &self,
+        oref: &oci_client::Reference,
+        path: &str,
+        op: RegistryOperation,
+        creds: Option<&Creds>,
+    ) -> Result<Option<HeaderValue>> {
+        let from = creds.map(|c| c.from.as_str());
+        let auth = match creds {
+            Some(c) => RegistryAuth::Basic(c.user.clone(), c.pass.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        Ok(match (&self.challenge, creds) {
+            (Challenge::None, _) | (Challenge::Basic, None) => None,
+            (Challenge::Basic, Some(c)) => {
+                self.oci
+                    .auth(oref, &auth, op)
+                    .await
+                    .map_err(|e| self.explain(e, path, from))?;
+                Some(basic_header(&c.user, &c.pass)?)
+            }
+            (Challenge::Bearer { realm, .. }, _) => {
+                let token = self
+                    .oci
+                    .auth(oref, &auth, op)
+                    .await
+                    .map_err(|e| self.explain(e, path, from))
+                    .with_context(|| format!("get a token for {path} from {realm}"))?;
+                match token {
+                    Some(t) => {
+                        let mut h = HeaderValue::from_str(&format!("Bearer {t}"))
+                            .context("the token service sent a token no header can carry")?;
+                        h.set_sensitive(true);
+                        Some(h)
+                    }
+                    None => None,
+                }
+            }
         })
     }
 
@@ -265,10 +293,50 @@ impl Repo<'_> {
     pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         let r = self.conn.http.request(method, url);
         let ours = format!("{}/", self.conn.base());
-        match &self.authz {
-            Some(h) if url.starts_with(&ours) => r.header(AUTHORIZATION, h.clone()),
+        match self.authz() {
+            Some(h) if url.starts_with(&ours) => r.header(AUTHORIZATION, h),
             _ => r,
         }
+    }
+
+    fn authz(&self) -> Option<HeaderValue> {
+        self.authz.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Send the request `build` makes (again, if need be: it must be replayable). A
+    /// token can expire mid-pull (docker.io's last 5 minutes; a big layer takes longer):
+    /// a 401 to a request that carried one gets a new token, once, and the request is
+    /// sent again. Outer error: no new token; inner: the transport's.
+    pub async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Result<reqwest::Response, reqwest::Error>> {
+        let used = self.authz();
+        let resp = match build().send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let bearer = matches!(self.conn.challenge, Challenge::Bearer { .. });
+        if resp.status() != reqwest::StatusCode::UNAUTHORIZED || !bearer || used.is_none() {
+            return Ok(Ok(resp));
+        }
+        drop(resp);
+        // Another request may have renewed it already: then that token is the new one.
+        if self.authz() == used {
+            let fresh = self
+                .conn
+                .authorize(&self.oref, &self.path, self.op, self.creds.as_ref())
+                .await
+                .with_context(|| {
+                    format!(
+                        "{}: the token expired, and a new one was refused",
+                        self.name()
+                    )
+                })?;
+            *self.authz.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+        self.renewed.store(true, Ordering::Relaxed);
+        Ok(build().send().await)
     }
 
     /// A non-success answer to one of our requests, as an error naming `what`.
@@ -277,8 +345,13 @@ impl Repo<'_> {
         let body = resp.text().await.unwrap_or_default();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             let from = from_note(self.creds_from.as_deref());
+            let renewed = if self.renewed.load(Ordering::Relaxed) {
+                ", even with a new token"
+            } else {
+                ""
+            };
             return anyhow!(
-                "{}: {what}: unauthorized ({status}){from}: {}",
+                "{}: {what}: unauthorized ({status}){renewed}{from}: {}",
                 self.name(),
                 self.conn.login_hint()
             );

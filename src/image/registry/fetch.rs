@@ -279,13 +279,17 @@ fn download(
     // The whole transfer is one future: one entry into the runtime per blob, not one per
     // chunk (the thread parks between chunks either way).
     conn.block_on(async {
-        let mut req = repo.request(Method::GET, &url);
-        if have > 0 {
-            req = req.header(RANGE, format!("bytes={have}-"));
-        }
-        let mut resp = req
-            .send()
+        let build = || {
+            let req = repo.request(Method::GET, &url);
+            match have {
+                0 => req,
+                _ => req.header(RANGE, format!("bytes={have}-")),
+            }
+        };
+        let mut resp = repo
+            .send(build)
             .await
+            .map_err(Broke::Fatal)?
             .map_err(|e| Broke::Transfer(conn.unreachable(&e)))?;
         let status = resp.status();
         if !status.is_success() {
