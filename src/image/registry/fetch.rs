@@ -118,9 +118,19 @@ pub struct Source<'a> {
     pub store: &'a Store,
     pub arrivals: &'a HashMap<Digest, Arrival>,
     pub board: &'a Board,
+    /// Blobs downloaded at once.
+    pub jobs: usize,
 }
 
 impl Blobs for Source<'_> {
+    /// Every layer downloading unpacks as its bytes arrive: the decompression of one
+    /// overlaps the transfer of the others instead of waiting for a core's worth of
+    /// layers to end (on 2 cores, the last layers were left to unpack after the
+    /// downloads).
+    fn parallel(&self) -> usize {
+        crate::image::compress::default_threads().max(self.jobs)
+    }
+
     fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>> {
         match self.arrivals.get(&l.blob.digest) {
             Some(a) => Ok(Box::new(Reader {

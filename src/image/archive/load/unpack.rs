@@ -56,6 +56,11 @@ pub trait Blobs: Sync {
     fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>>;
     /// A layer's work starts or ends.
     fn event(&self, _l: &LayerPlan, _e: Event) {}
+    /// Layers worked on at once: one per core for blobs that are all there; more for blobs
+    /// still arriving, as a layer waiting for its bytes holds no core.
+    fn parallel(&self) -> usize {
+        compress::default_threads()
+    }
 }
 
 /// What happens to one layer.
@@ -121,7 +126,7 @@ pub fn unpack_with(
     let root = tmp.join("layers");
     fs::create_dir_all(&root)?;
     let dir = |i: usize| root.join(nodes[i].plan.chain_id.hex());
-    let sizes = run(&nodes, &todo, &|i, gate| {
+    let sizes = run(&nodes, &todo, blobs.parallel(), &|i, gate| {
         let n = &nodes[i];
         let unpack = n.action == Action::Unpack;
         blobs.event(n.plan, Event::Start(unpack));
@@ -246,6 +251,7 @@ type Shared = Arc<(Mutex<State>, Condvar)>;
 fn run(
     nodes: &[Node],
     todo: &[usize],
+    workers: usize,
     work: &(dyn Fn(usize, Option<Gate>) -> Result<u64> + Sync),
 ) -> Result<HashMap<usize, u64>> {
     let st = State {
@@ -265,7 +271,7 @@ fn run(
             (!below.is_empty()).then(|| (i, Gate(Arc::new(move || wait_for(&sh, &below)))))
         })
         .collect();
-    let workers = compress::default_threads().min(todo.len()).max(1);
+    let workers = workers.min(todo.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| worker(&shared, &gates, work));
