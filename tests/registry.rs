@@ -482,3 +482,44 @@ case "$url" in {addr}) printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"
     common::run_cmd(&mut c, common::TIMEOUT).ok();
     assert_eq!(e2.run(&dest, &["echo", "helped"]), "helped\n");
 }
+
+/// Mutual TLS: a registry that wants a client certificate (docker-registry's
+/// `http.tls.clientcas`) gets the `client.cert` + `client.key` of `--cert-dir`, as
+/// docker's certs.d gives them; without one the error says what the registry refused.
+#[test]
+fn client_certificates_in_the_cert_dir() {
+    if !have_registry() || !have("openssl") {
+        return;
+    }
+    let e = StoreEnv::new("reg-mtls");
+    let reg = Registry::mutual(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    let dest = format!("{}/mtls/bb:1", reg.addr);
+    let ca_only = reg.ca_dir();
+    let out = e.si(&[
+        "push",
+        "--cert-dir",
+        ca_only.to_str().unwrap(),
+        "bb:1",
+        &dest,
+    ]);
+    assert_fails(
+        &out,
+        &[&reg.addr, "wants a TLS client certificate", "NAME.cert"],
+    );
+    let client = reg.client_dir();
+    let cd = client.to_str().unwrap();
+    let out = e.si(&["push", "--cert-dir", cd, "bb:1", &dest]);
+    out.ok();
+    assert!(out.stdout.contains(": Pushed"), "{}", out.stdout);
+    let e2 = StoreEnv::new("reg-mtls-pull");
+    e2.si(&["pull", "--cert-dir", cd, &dest]).ok();
+    assert_eq!(e2.run(&dest, &["echo", "mutual"]), "mutual\n");
+    // Half a pair is a mistake, said as docker says it.
+    let half = e.dir.join("half");
+    fs::create_dir_all(&half).unwrap();
+    fs::copy(client.join("ca.crt"), half.join("ca.crt")).unwrap();
+    fs::copy(client.join("client.cert"), half.join("client.cert")).unwrap();
+    let out = e2.si(&["pull", "--cert-dir", half.to_str().unwrap(), &dest]);
+    assert_fails(&out, &["missing key", "client.key", "client.cert"]);
+}

@@ -53,7 +53,22 @@ impl Registry {
         Registry::start(dir, true)
     }
 
+    /// TLS that wants a client certificate signed by the CA (`http.tls.clientcas`), no
+    /// other auth. `client_dir()` holds the CA and a client pair (`client.cert`, `.key`).
+    pub fn mutual(dir: &Path) -> Registry {
+        Registry::start_with(dir, true, true)
+    }
+
+    /// The CA and a client certificate and key, as a `--cert-dir`.
+    pub fn client_dir(&self) -> PathBuf {
+        self.dir.join("client")
+    }
+
     fn start(dir: &Path, secure: bool) -> Registry {
+        Registry::start_with(dir, secure, false)
+    }
+
+    fn start_with(dir: &Path, secure: bool, mutual: bool) -> Registry {
         fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -62,7 +77,15 @@ impl Registry {
              http:\n  addr: {addr}\n",
             dir.join("data").display()
         );
-        if secure {
+        if mutual {
+            make_cert(dir);
+            make_client_cert(dir);
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {0}/server.crt\n    key: {0}/key.pem\n\
+                 \x20   clientcas:\n      - {0}/certs/ca.crt\n",
+                dir.display()
+            ));
+        } else if secure {
             make_cert(dir);
             fs::write(dir.join("htpasswd"), HTPASSWD).unwrap();
             cfg.push_str(&format!(
@@ -140,6 +163,33 @@ fn make_cert(dir: &Path) {
          openssl req -newkey rsa:2048 -nodes -keyout key.pem -out server.csr -subj /CN=127.0.0.1
          openssl x509 -req -in server.csr -CA certs/ca.crt -CAkey ca.key -CAcreateserial \
            -days 2 -out server.crt -extfile ext.cnf"
+    );
+    let st = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success(), "openssl failed");
+}
+
+/// A client certificate signed by the CA `make_cert` made: `client/client.cert` and
+/// `client/client.key`, beside a copy of the CA (`client/ca.crt`).
+fn make_client_cert(dir: &Path) {
+    fs::create_dir_all(dir.join("client")).unwrap();
+    fs::write(
+        dir.join("client-ext.cnf"),
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let d = dir.display();
+    let script = format!(
+        "set -e; cd {d}
+         cp certs/ca.crt client/ca.crt
+         openssl req -newkey rsa:2048 -nodes -keyout client/client.key -out client.csr \
+           -subj /CN=strata-test-client
+         openssl x509 -req -in client.csr -CA certs/ca.crt -CAkey ca.key -CAcreateserial \
+           -days 2 -out client/client.cert -extfile client-ext.cnf"
     );
     let st = Command::new("sh")
         .args(["-c", &script])

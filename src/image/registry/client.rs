@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::auth::{self, Creds};
+use super::certs::{self, Certs};
 use super::hub::{self, describe};
 
 const USER_AGENT: &str = concat!("strata-image/", env!("CARGO_PKG_VERSION"));
@@ -58,6 +59,8 @@ pub struct Conn {
     pub oci: oci_client::Client,
     rt: tokio::runtime::Runtime,
     authfile: Option<PathBuf>,
+    /// Whether our requests carry a client certificate (mutual TLS).
+    client_cert: bool,
 }
 
 /// A repository of the registry, with the credentials that opened it.
@@ -88,9 +91,11 @@ impl Conn {
             .build()
             .context("start the network runtime")?;
         let insecure = o.tls_verify == Some(false);
-        let certs = ca_certs(registry, o.cert_dir.as_deref())?;
+        let certs = certs::load(registry, o.cert_dir.as_deref())?;
+        let client_cert = certs.identity.is_some();
         let http = http_client(insecure, &certs)?;
-        let (scheme, challenge) = rt.block_on(probe(&http, registry, &host, insecure))?;
+        let identity = certs.identity.as_ref().map(|(p, _)| p.as_path());
+        let (scheme, challenge) = rt.block_on(probe(&http, registry, &host, insecure, identity))?;
         let protocol = match scheme {
             "http" => ClientProtocol::HttpsExcept(vec![host.clone()]),
             _ => ClientProtocol::Https,
@@ -99,6 +104,7 @@ impl Conn {
             protocol,
             accept_invalid_certificates: insecure,
             extra_root_certificates: certs
+                .cas
                 .into_iter()
                 .map(|data| Certificate {
                     encoding: CertificateEncoding::Pem,
@@ -120,6 +126,7 @@ impl Conn {
             oci,
             rt,
             authfile: o.authfile.clone(),
+            client_cert,
         })
     }
 
@@ -186,20 +193,25 @@ impl Conn {
         };
         Ok(match (&self.challenge, creds) {
             (Challenge::None, _) | (Challenge::Basic, None) => None,
-            (Challenge::Basic, Some(c)) => {
-                self.oci
-                    .auth(oref, &auth, op)
-                    .await
-                    .map_err(|e| self.explain(e, path, from))?;
-                Some(basic_header(&c.user, &c.pass)?)
-            }
+            // Nothing to fetch: every request carries the credentials, and a refusal
+            // says so where it happens.
+            (Challenge::Basic, Some(c)) => Some(basic_header(&c.user, &c.pass)?),
             (Challenge::Bearer { realm, .. }, _) => {
                 let token = self
                     .oci
                     .auth(oref, &auth, op)
                     .await
                     .map_err(|e| self.explain(e, path, from))
-                    .with_context(|| format!("get a token for {path} from {realm}"))?;
+                    .with_context(|| format!("get a token for {path} from {realm}"));
+                let token = match token {
+                    // oci-client's own client, which runs the dance, has no identity.
+                    Err(e) if self.client_cert => {
+                        return Err(
+                            e.context("the token service is asked without the client certificate")
+                        )
+                    }
+                    t => t?,
+                };
                 match token {
                     Some(t) => {
                         let mut h = HeaderValue::from_str(&format!("Bearer {t}"))
@@ -435,42 +447,16 @@ fn is_local(registry: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
-/// The PEM CA certificates to trust for `registry`: `*.crt` in the given dir, else in
-/// podman's and docker's per-registry dirs when they exist.
-fn ca_certs(registry: &str, dir: Option<&Path>) -> Result<Vec<Vec<u8>>> {
-    let dirs: Vec<PathBuf> = match dir {
-        Some(d) => vec![d.to_path_buf()],
-        None => ["/etc/containers/certs.d", "/etc/docker/certs.d"]
-            .iter()
-            .map(|b| Path::new(b).join(registry))
-            .filter(|d| d.is_dir())
-            .collect(),
-    };
-    let mut out = Vec::new();
-    for d in dirs {
-        let rd = std::fs::read_dir(&d).with_context(|| format!("--cert-dir {}", d.display()))?;
-        let mut names: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-            .collect();
-        names.sort();
-        for p in names {
-            let pem = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("{}: not a PEM certificate", p.display()))?;
-            out.push(pem);
-        }
-    }
-    Ok(out)
-}
-
-fn http_client(insecure: bool, certs: &[Vec<u8>]) -> Result<reqwest::Client> {
+fn http_client(insecure: bool, certs: &Certs) -> Result<reqwest::Client> {
     let mut roots = Vec::new();
-    for pem in certs {
+    for pem in &certs.cas {
         roots.extend(reqwest::Certificate::from_pem_bundle(pem)?);
     }
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(insecure)
+    let mut b = reqwest::Client::builder();
+    if let Some((_, pem)) = &certs.identity {
+        b = b.identity(reqwest::Identity::from_pem(pem)?);
+    }
+    b.danger_accept_invalid_certs(insecure)
         .tls_certs_merge(roots)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
@@ -486,12 +472,29 @@ async fn probe(
     registry: &str,
     host: &str,
     insecure: bool,
+    identity: Option<&Path>,
 ) -> Result<(&'static str, Challenge)> {
     let https = format!("https://{host}/v2/");
     let err = match http.get(&https).send().await {
         Ok(r) => return Ok(("https", challenge(registry, &r)?)),
         Err(e) => e,
     };
+    // A TLS registry that wants a client certificate: not one to retry in plain HTTP
+    // (it would answer 400 to that, and the real cause would be lost).
+    if let Some(alert) = client_cert_alert(&err) {
+        match identity {
+            None => bail!(
+                "{}: the registry wants a TLS client certificate ({alert:?}): put one and \
+                 its key in --cert-dir as NAME.cert and NAME.key",
+                describe(registry)
+            ),
+            Some(p) => bail!(
+                "{}: the registry refused the client certificate {} ({alert:?})",
+                describe(registry),
+                p.display()
+            ),
+        }
+    }
     if is_cert_error(&err) {
         bail!(
             "{}: its TLS certificate is not trusted: {} (give its CA with --cert-dir, or \
@@ -548,6 +551,29 @@ fn challenge(registry: &str, r: &reqwest::Response) -> Result<Challenge> {
         realm,
         service: param("service").unwrap_or_default(),
     })
+}
+
+/// The TLS alert a server that checks client certificates sends, somewhere in the
+/// error's causes (found as `is_cert_error` finds its error).
+fn client_cert_alert(e: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescription> {
+    use rustls::AlertDescription as A;
+    if let Some(rustls::Error::AlertReceived(a)) = e.downcast_ref::<rustls::Error>() {
+        if matches!(
+            a,
+            A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::CertificateUnknown
+        ) {
+            return Some(*a);
+        }
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(a) = client_cert_alert(inner) {
+            return Some(a);
+        }
+    }
+    e.source().and_then(client_cert_alert)
 }
 
 /// Whether a TLS certificate check failed somewhere in the error's causes (rustls's

@@ -8,6 +8,7 @@
 //! published until all of it is.
 
 pub mod auth;
+pub mod certs;
 pub mod client;
 pub mod fetch;
 pub mod helper;
