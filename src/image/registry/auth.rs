@@ -88,19 +88,31 @@ pub fn lookup(registry: &str, repo: &str, authfile: Option<&Path>) -> Result<Opt
     let want = format!("{registry}/{repo}");
     for f in files(authfile) {
         let Some(doc) = read(&f)? else { continue };
+        // A helper that is not installed (a config.json copied from a desktop with
+        // `"credsStore": "desktop"`) leaves the file's own entry; with none, its absence
+        // is the error.
+        let mut missing = None;
         if let Some(name) = helper::name_for(&doc, registry) {
-            let got = helper::get(&name, registry)
-                .with_context(|| format!("named in {}", f.display()))?;
-            if let Some((user, pass)) = got {
-                return Ok(Some(Creds {
-                    user,
-                    pass,
-                    from: format!("docker-credential-{name}, named in {}", f.display()),
-                }));
+            match helper::get(&name, registry) {
+                Ok(Some((user, pass))) => {
+                    return Ok(Some(Creds {
+                        user,
+                        pass,
+                        from: format!("docker-credential-{name}, named in {}", f.display()),
+                    }))
+                }
+                Ok(None) => {}
+                Err(e) if helper::not_installed(&e) => {
+                    missing = Some(e.context(format!("named in {}", f.display())))
+                }
+                Err(e) => return Err(e.context(format!("named in {}", f.display()))),
             }
         }
         let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
-            continue;
+            match missing {
+                Some(e) => return Err(e),
+                None => continue,
+            }
         };
         let best = auths
             .iter()
@@ -116,6 +128,9 @@ pub fn lookup(registry: &str, repo: &str, authfile: Option<&Path>) -> Result<Opt
             if let Some(c) = decode(v, &f)? {
                 return Ok(Some(c));
             }
+        }
+        if let Some(e) = missing {
+            return Err(e);
         }
     }
     Ok(None)

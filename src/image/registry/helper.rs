@@ -44,6 +44,14 @@ pub fn server_url(registry: &str) -> &str {
     }
 }
 
+/// Whether `get` failed because the helper is not on PATH.
+pub fn not_installed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    })
+}
+
 /// `docker-credential-<name> get` for `registry`: (user, secret), or None when the
 /// helper has none for it.
 pub fn get(name: &str, registry: &str) -> Result<Option<(String, String)>> {
