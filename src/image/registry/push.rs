@@ -275,13 +275,13 @@ async fn mount(repo: &Repo<'_>, d: &Digest, src: &str) -> bool {
     matches!(sent, Ok(r) if r.status() == StatusCode::CREATED)
 }
 
-/// POST for an upload session: its URL.
+/// POST for an upload session: its URL. (A token that expired is renewed here, where the
+/// request has no body; the upload's streamed body cannot be sent twice.)
 async fn begin(repo: &Repo<'_>) -> Result<reqwest::Url> {
+    let url = repo.url("blobs/uploads/");
     let resp = repo
-        .request(Method::POST, &repo.url("blobs/uploads/"))
-        .header(CONTENT_LENGTH, 0)
-        .send()
-        .await
+        .send(|| repo.request(Method::POST, &url).header(CONTENT_LENGTH, 0))
+        .await?
         .map_err(|e| repo.conn.unreachable(&e))?;
     if resp.status() != StatusCode::ACCEPTED {
         return Err(repo.refused("start an upload", resp).await);
