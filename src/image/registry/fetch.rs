@@ -244,8 +244,11 @@ fn fetch(repo: &Repo, a: &Arrival, board: &Board, stop: &AtomicBool) -> Result<T
         if w.count() > before {
             tries = 0;
         }
+        if stop.load(Ordering::Relaxed) {
+            return Err(e);
+        }
         tries += 1;
-        if tries >= TRIES || stop.load(Ordering::Relaxed) {
+        if tries >= TRIES {
             return Err(e.context(format!(
                 "{}: the download broke off after {} of its {} bytes, {tries} times without \
                  progress",
