@@ -348,6 +348,37 @@ pub fn mount_readonly(lowers: &[BorrowedFd<'_>]) -> Result<OwnedFd> {
     if lowers.is_empty() {
         bail!("a read-only overlay needs at least one lower layer");
     }
+    mount_detached(
+        lowers,
+        None,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+}
+
+/// A detached, writable overlay of `lowers` (top-most first; at least one) over `upper`
+/// and its `work` dir, with the container options: the image tool's in-process steps
+/// (a build's COPY) write through it, the upper dir keeps the change as a container's
+/// would, and nothing is mounted anywhere: it is gone when the fd closes.
+pub fn mount_writable(
+    lowers: &[BorrowedFd<'_>],
+    upper: BorrowedFd<'_>,
+    work: BorrowedFd<'_>,
+) -> Result<OwnedFd> {
+    if lowers.is_empty() {
+        bail!("a writable overlay needs at least one lower layer");
+    }
+    let upper = [
+        (upper.as_raw_fd(), "the upper dir".to_string()),
+        (work.as_raw_fd(), "the work dir".to_string()),
+    ];
+    mount_detached(lowers, Some(upper), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+}
+
+fn mount_detached(
+    lowers: &[BorrowedFd<'_>],
+    upper: Option<[(RawFd, String); 2]>,
+    attrs: u64,
+) -> Result<OwnedFd> {
     if lowers.len() > MAX_LOWERS {
         bail!(
             "{} lower layers, but overlayfs takes at most {MAX_LOWERS}",
@@ -359,8 +390,7 @@ pub fn mount_readonly(lowers: &[BorrowedFd<'_>]) -> Result<OwnedFd> {
         .enumerate()
         .map(|(i, fd)| (fd.as_raw_fd(), format!("lower layer {}", i + 1)))
         .collect();
-    let stack = Stack::new(named, None)?;
-    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let stack = Stack::new(named, upper)?;
     if !NO_LOWERDIR_PLUS.load(Ordering::Relaxed) {
         if let Some(m) = stack.mount_plus(attrs)? {
             return Ok(m);
@@ -466,6 +496,13 @@ impl Stack {
                     set_options(&fs)?;
                     fs.set_string(c"lowerdir", &lowers)
                         .map_err(|e| kernel_error(&fs, e, self.describe()))?;
+                    for (key, (fd, _)) in [c"upperdir", c"workdir"]
+                        .into_iter()
+                        .zip(self.upper.iter().flatten())
+                    {
+                        fs.set_string(key, &CString::new(fd.to_string())?)
+                            .map_err(|e| kernel_error(&fs, e, self.describe()))?;
+                    }
                     fs.create()
                         .map_err(|e| kernel_error(&fs, e, self.describe()))?;
                     fs.mount(attrs).context("fsmount overlay")

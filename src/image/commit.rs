@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result};
 use std::fs;
+use std::path::Path;
 
 use super::config::{self, History};
 use super::digest::Digest;
@@ -50,21 +51,11 @@ pub fn commit(store: &Store, rt: &Runtime, o: &CommitOpts) -> Result<Digest> {
     }
     let tmp = store.tmpdir()?;
     let layer_dir = tmp.path.join("layer");
-    fs::create_dir_all(layer_dir.join("diff"))?;
     let upper = store.container_dir(&c.id).join("upper");
     let new = {
         let _frozen = Frozen::new(rt, &c.name, o.pause)?;
-        let mut sink = layerblob::start(&tmp.path, &o.layer.compress)?;
-        let progress = Progress::new("commit", None, o.layer.quiet);
-        let opts = WriteOpts {
-            source: Source::Upper,
-            times: o.layer.times,
-            copy_to: Some(layer_dir.join("diff")),
-        };
-        layer::write_tar(&upper, &mut sink, &opts, &mut |n| progress.inc(n))
-            .with_context(|| format!("commit {}", c.name))?;
-        progress.done();
-        layerblob::finish(sink, o.layer.compress.compression)?
+        write_layer(&upper, &layer_dir, &tmp.path, &o.layer)
+            .with_context(|| format!("commit {}", c.name))?
     };
     let created = &o.layer.created;
     cfg["created"] = created.clone().into();
@@ -109,6 +100,27 @@ pub fn commit(store: &Store, rt: &Runtime, o: &CommitOpts) -> Result<Digest> {
             parent: Some(img.id().clone()),
         },
     )
+}
+
+/// An overlay upper dir written as a new layer, in one walk: its blob in `tmp` and its
+/// layer dir `layer_dir` (made here, holding `diff/`), ready for `publish`.
+pub fn write_layer(
+    upper: &Path,
+    layer_dir: &Path,
+    tmp: &Path,
+    o: &LayerOpts,
+) -> Result<layerblob::NewLayer> {
+    fs::create_dir_all(layer_dir.join("diff"))?;
+    let mut sink = layerblob::start(tmp, &o.compress)?;
+    let progress = Progress::new("commit", None, o.quiet);
+    let opts = WriteOpts {
+        source: Source::Upper,
+        times: o.times,
+        copy_to: Some(layer_dir.join("diff")),
+    };
+    layer::write_tar(upper, &mut sink, &opts, &mut |n| progress.inc(n))?;
+    progress.done();
+    layerblob::finish(sink, o.compress.compression)
 }
 
 /// A running container paused for as long as this lives (resumed even on error).

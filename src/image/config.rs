@@ -91,7 +91,7 @@ pub fn add_history(cfg: &mut Value, h: &History) {
 }
 
 /// The `config` object (the container defaults), made if missing.
-fn container_config(cfg: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn container_config(cfg: &mut Value) -> &mut Map<String, Value> {
     if !cfg["config"].is_object() {
         cfg["config"] = json!({});
     }
@@ -175,7 +175,10 @@ pub fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
     Ok(())
 }
 
-fn object_at<'a>(c: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+pub(crate) fn object_at<'a>(
+    c: &'a mut Map<String, Value>,
+    key: &str,
+) -> &'a mut Map<String, Value> {
     if !c.get(key).is_some_and(Value::is_object) {
         c.insert(key.into(), json!({}));
     }
@@ -257,7 +260,7 @@ fn shell_words(s: &str) -> Result<Vec<String>> {
     Ok(words)
 }
 
-fn port(p: &str) -> Result<String> {
+pub(crate) fn port(p: &str) -> Result<String> {
     let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
     let ok_num = num
         .split_once('-')
@@ -270,7 +273,7 @@ fn port(p: &str) -> Result<String> {
     Ok(format!("{num}/{proto}"))
 }
 
-fn set_env(c: &mut Map<String, Value>, k: &str, v: &str) {
+pub(crate) fn set_env(c: &mut Map<String, Value>, k: &str, v: &str) {
     let entry = json!(format!("{k}={v}"));
     let list = match c.get_mut("Env").and_then(Value::as_array_mut) {
         Some(l) => l,

@@ -38,6 +38,10 @@ pub fn collect(l: &Locked<'_>) -> Result<Freed> {
     for c in store.containers()? {
         chains.extend(c.layers);
     }
+    // The build cache keeps its layers (and drops entries whose blobs are gone).
+    let (cache_blobs, cache_chains) = super::build::cache::roots(l)?;
+    blobs.extend(cache_blobs);
+    chains.extend(cache_chains);
     let mut freed = Freed::default();
     for e in fs::read_dir(store.blobs_dir())? {
         let e = e?;

@@ -2,6 +2,7 @@
 //! and handed to `crate::image`.
 
 mod archive;
+mod build;
 mod containers;
 pub mod format;
 mod images;
@@ -34,6 +35,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Make a one-layer image from a rootfs directory or a tar (plain, gzip, zstd; - for stdin)
     Import(images::ImportArgs),
     /// List images
@@ -48,6 +51,11 @@ pub enum Cmd {
     Rmi(images::RmiArgs),
     /// Remove blobs, layers and temp files nothing refers to
     Gc,
+    /// Manage the build cache (`builder prune`)
+    Builder {
+        #[command(subcommand)]
+        cmd: build::BuilderCmd,
+    },
     /// Write images with all their layers and metadata as one tar
     Save(archive::SaveArgs),
     /// Load images from a docker-archive, an oci-archive or an OCI layout directory
@@ -165,6 +173,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         rt: Runtime::locate(cli.runtime_root.or_else(|| env("STRATA_RUNTIME_ROOT"))),
     };
     match cmd {
+        Cmd::Build(a) => build::build(&ctx, a),
         Cmd::Import(a) => images::import(&ctx, a),
         Cmd::Images(a) => images::images(&ctx, a),
         Cmd::History(a) => images::history(&ctx, a),
@@ -172,6 +181,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Tag { source, target } => images::tag(&ctx, &source, &target),
         Cmd::Rmi(a) => images::rmi(&ctx, a),
         Cmd::Gc => images::gc(&ctx),
+        Cmd::Builder { cmd } => build::builder(&ctx, cmd),
         Cmd::Save(a) => archive::save(&ctx, a),
         Cmd::Create(a) => containers::create(&ctx, a),
         Cmd::Run(a) => containers::run(&ctx, a),

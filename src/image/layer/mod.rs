@@ -7,8 +7,9 @@ mod limits;
 mod lowers;
 mod names;
 mod pax;
+pub mod placed;
 pub(crate) mod reader;
-mod sys;
+pub(crate) mod sys;
 mod unpack;
 mod write;
 

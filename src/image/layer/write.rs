@@ -40,7 +40,7 @@ pub enum Times {
 }
 
 impl Times {
-    fn apply(self, mtime: i64) -> i64 {
+    pub(super) fn apply(self, mtime: i64) -> i64 {
         match self {
             Times::Keep => mtime,
             Times::Clamp(t) => mtime.min(t),
