@@ -89,6 +89,9 @@ umount_under() {
         while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
 }
 cleanup() {
+    # Not under -e: the registry's wait says 143 (it dies of the TERM), which stopped the
+    # cleanup there and left the temp dir (GBs) behind.
+    set +e
     [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
     umount_under "$TOP"
     if [ "${KEEP:-0}" = 1 ]; then log "kept $TOP"; else rm -rf "$TOP"; fi
