@@ -515,6 +515,10 @@ fn client_certificates_in_the_cert_dir() {
     let e2 = StoreEnv::new("reg-mtls-pull");
     e2.si(&["pull", "--cert-dir", cd, &dest]).ok();
     assert_eq!(e2.run(&dest, &["echo", "mutual"]), "mutual\n");
+    // A certificate from a CA the registry does not trust.
+    let foreign = reg.foreign_client_dir();
+    let out = e2.si(&["pull", "--cert-dir", foreign.to_str().unwrap(), &dest]);
+    assert_fails(&out, &["refuse", "the client certificate", "client.cert"]);
     // Half a pair is a mistake, said as docker says it.
     let half = e.dir.join("half");
     fs::create_dir_all(&half).unwrap();

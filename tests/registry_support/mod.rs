@@ -64,6 +64,32 @@ impl Registry {
         self.dir.join("client")
     }
 
+    /// A `--cert-dir` with the registry's CA and a client pair signed by another CA,
+    /// which the registry refuses.
+    pub fn foreign_client_dir(&self) -> PathBuf {
+        let out = self.dir.join("foreign");
+        fs::create_dir_all(&out).unwrap();
+        let d = self.dir.display();
+        let script = format!(
+            "set -e; cd {d}
+             cp certs/ca.crt foreign/ca.crt
+             openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout other-ca.key \
+               -out other-ca.crt -subj /CN=strata-test-other-ca
+             openssl req -newkey rsa:2048 -nodes -keyout foreign/client.key -out other.csr \
+               -subj /CN=strata-test-stranger
+             openssl x509 -req -in other.csr -CA other-ca.crt -CAkey other-ca.key \
+               -CAcreateserial -days 2 -out foreign/client.cert -extfile client-ext.cnf"
+        );
+        let st = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl failed");
+        out
+    }
+
     fn start(dir: &Path, secure: bool) -> Registry {
         Registry::start_with(dir, secure, false)
     }

@@ -508,6 +508,33 @@ async fn probe(
     }
     let plain = format!("http://{host}/v2/");
     match http.get(&plain).send().await {
+        // Go's answer to plain HTTP on a TLS port: the registry does speak TLS, and the
+        // TLS error is the cause. A registry that wants a client certificate may close
+        // the connection before its alert is read, so the alert alone does not tell.
+        Ok(r) if r.status() == reqwest::StatusCode::BAD_REQUEST => {
+            let body = r.text().await.unwrap_or_default();
+            if !body.contains("HTTP request to an HTTPS server") {
+                bail!(
+                    "{}: /v2/ answered 400 Bad Request: {}",
+                    describe(registry),
+                    short_text(&body)
+                );
+            }
+            let hint = match identity {
+                None => "; a registry that wants a TLS client certificate does this: put one \
+                         and its key in --cert-dir as NAME.cert and NAME.key"
+                    .to_string(),
+                Some(p) => format!(
+                    "; a registry that refuses the client certificate {} does this",
+                    p.display()
+                ),
+            };
+            bail!(
+                "{}: the TLS connection failed: {}{hint}",
+                describe(registry),
+                chain(&err)
+            )
+        }
         Ok(r) => Ok(("http", challenge(registry, &r)?)),
         Err(e) => bail!(
             "{}: neither TLS ({}) nor plain HTTP ({}) answered",
