@@ -555,6 +555,46 @@ fn a_chain_of_layers_builds_on_the_store() {
 }
 
 #[test]
+fn an_upper_layer_that_looks_below_waits_for_the_layers_under_it() {
+    // Layers unpack side by side; one that must look at a lower (a directory its tar
+    // does not list, a hard link to a lower file) waits for it. Two layers, so that both
+    // start at once; the lower one is big, so that the upper one gets to its lookups
+    // while the lower one is still being written.
+    let e = Env::new("gate");
+    let big: Vec<u8> = (0..48u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mid = Layer::new(
+        tar(&[
+            Member {
+                name: "deep/".into(),
+                entry: Entry::Dir,
+            },
+            Member {
+                name: "deep/a/".into(),
+                entry: Entry::Dir,
+            },
+            file("deep/a/big", &big),
+            file("deep/a/f", b"from mid\n"),
+        ]),
+        Comp::Gzip,
+    );
+    let up = Layer::new(
+        tar(&[
+            file("deep/a/g", b"from up\n"),
+            hardlink("deep/a/h", "deep/a/f"),
+        ]),
+        Comp::Gzip,
+    );
+    let top = chain(&mid.diff_id(), &up.diff_id());
+    let img = Image::new(vec![mid, up], &["gate:1"]);
+    e.load(&oci(&[img])).ok();
+    let diff = e.layer_dir(&top).join("deep/a");
+    assert_eq!(fs::read_to_string(diff.join("g")).unwrap(), "from up\n");
+    assert_eq!(fs::read_to_string(diff.join("h")).unwrap(), "from mid\n");
+}
+
+#[test]
 fn a_layer_in_the_store_is_never_unpacked_again() {
     // A layer dir planted in the store for a tar that unpack would refuse: a load that
     // unpacked it again would fail. Both paths: a plain blob (its digest is its diff ID)

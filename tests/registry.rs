@@ -40,6 +40,11 @@ fn image_id(e: &StoreEnv, name: &str) -> String {
     v[0]["Id"].as_str().unwrap().to_string()
 }
 
+/// The size of the manifest's first layer.
+fn blobs_len(m: &Value) -> u64 {
+    m["layers"][0]["size"].as_u64().unwrap()
+}
+
 /// Nothing of a failed pull is left: no image, blob, layer dir or temp dir.
 #[track_caller]
 fn assert_empty(e: &StoreEnv) {
@@ -357,9 +362,168 @@ fn a_lying_or_dying_server_leaves_nothing_and_a_retry_completes() {
         assert_fails(&out, &needles);
         assert_empty(&e2);
     }
+    // A transfer that breaks off once resumes where it stopped (a registry that honours
+    // ranges), or starts again and skips what it has (one that does not).
+    let half = blobs_len(&m) / 2;
+    for (fault, second) in [
+        (Fault::DiesOnceThenRanges, format!("bytes={half}-")),
+        (Fault::DiesOnceNoRanges, format!("bytes={half}-")),
+    ] {
+        srv.set(fault);
+        let e3 = StoreEnv::new("reg-fault-resume");
+        e3.si(&["pull", &name]).ok();
+        assert_eq!(image_id(&e3, &name), id, "{fault:?}");
+        assert_eq!(srv.ranges(), vec![String::new(), second], "{fault:?}");
+        assert_eq!(e3.count("tmp"), 0);
+    }
+    // A token that expires mid-pull is renewed once; one refused again fails clearly.
+    srv.set(Fault::TokenExpires);
+    let e4 = StoreEnv::new("reg-fault-token");
+    e4.si(&["pull", &name]).ok();
+    assert_eq!(image_id(&e4, &name), id);
+    assert_eq!(srv.tokens(), 2, "one token, and one more when it expired");
+    srv.set(Fault::TokenRefused);
+    let e5 = StoreEnv::new("reg-fault-refused");
+    let out = e5.si(&["pull", &name]);
+    assert_fails(&out, &[layer, "unauthorized", "even with a new token"]);
+    assert_empty(&e5);
     srv.set(Fault::None);
     e2.si(&["pull", &name]).ok();
     assert_eq!(image_id(&e2, &name), id);
     assert_eq!(e2.run(&name, &["echo", "retried"]), "retried\n");
     assert!(Path::new(&e2.store().join("layers")).is_dir());
+}
+
+/// A docker credential helper on PATH (`credsStore`, `credHelpers` in docker's
+/// config.json) gives the credentials, asked as docker asks: `get`, the registry on stdin.
+#[test]
+fn docker_credential_helpers() {
+    if !have_registry() || !have("openssl") {
+        return;
+    }
+    let e = StoreEnv::new("reg-helper");
+    let reg = Registry::secure(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    let bin = e.dir.join("bin");
+    let asked = e.dir.join("asked");
+    fs::create_dir_all(&bin).unwrap();
+    // `good` knows this registry; `bad` has a wrong password; `none` knows nothing.
+    for (name, body) in [
+        (
+            "good",
+            format!(
+                r#"printf '%s\n' "$url" >> {asked}
+case "$url" in {addr}) printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}' "$url" ;;
+*) echo "credentials not found in native keychain"; exit 1 ;; esac"#,
+                asked = asked.display(),
+                addr = reg.addr
+            ),
+        ),
+        (
+            "bad",
+            format!(r#"printf '{{"Username":"{USER}","Secret":"nope"}}'"#),
+        ),
+        (
+            "none",
+            "echo 'credentials not found in native keychain'; exit 1".to_string(),
+        ),
+    ] {
+        let p = bin.join(format!("docker-credential-{name}"));
+        let script =
+            format!("#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r url || true\n{body}\n");
+        fs::write(&p, script).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let docker = e.dir.join("docker");
+    fs::create_dir_all(&docker).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let ca = reg.ca_dir();
+    let dest = format!("{}/helped/bb:1", reg.addr);
+    let with_config = |doc: Value, args: &[&str]| {
+        fs::write(docker.join("config.json"), doc.to_string()).unwrap();
+        let mut c = e.cmd();
+        c.env("PATH", &path)
+            .env("DOCKER_CONFIG", &docker)
+            .env("HOME", &e.dir)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .args(args);
+        common::run_cmd(&mut c, common::TIMEOUT)
+    };
+    let push = ["push", "--cert-dir", ca.to_str().unwrap(), "bb:1", &dest];
+    with_config(json!({"credsStore": "good"}), &push).ok();
+    assert_eq!(
+        fs::read_to_string(&asked).unwrap(),
+        format!("{}\n", reg.addr),
+        "the helper was asked for this registry, by name"
+    );
+    // A registry's own helper beats the store's.
+    let doc = json!({"credsStore": "good", "credHelpers": {reg.addr.clone(): "bad"}});
+    let out = with_config(doc, &push);
+    assert_fails(&out, &["unauthorized", "docker-credential-bad"]);
+    // A helper with nothing for the registry: anonymous, refused.
+    let out = with_config(json!({"credsStore": "none"}), &push);
+    assert_fails(&out, &["unauthorized"]);
+    let out = with_config(json!({"credsStore": "missing"}), &push);
+    assert_fails(&out, &["docker-credential-missing", &reg.addr]);
+    let e2 = StoreEnv::new("reg-helper-pull");
+    let mut c = e2.cmd();
+    fs::write(
+        docker.join("config.json"),
+        json!({"credHelpers": {reg.addr.clone(): "good"}}).to_string(),
+    )
+    .unwrap();
+    c.env("PATH", &path)
+        .env("DOCKER_CONFIG", &docker)
+        .env("HOME", &e.dir)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .args(["pull", "--cert-dir", ca.to_str().unwrap(), &dest]);
+    common::run_cmd(&mut c, common::TIMEOUT).ok();
+    assert_eq!(e2.run(&dest, &["echo", "helped"]), "helped\n");
+}
+
+/// Mutual TLS: a registry that wants a client certificate (docker-registry's
+/// `http.tls.clientcas`) gets the `client.cert` + `client.key` of `--cert-dir`, as
+/// docker's certs.d gives them; without one the error says what the registry refused.
+#[test]
+fn client_certificates_in_the_cert_dir() {
+    if !have_registry() || !have("openssl") {
+        return;
+    }
+    let e = StoreEnv::new("reg-mtls");
+    let reg = Registry::mutual(&e.dir.join("reg"));
+    e.busybox("bb:1");
+    let dest = format!("{}/mtls/bb:1", reg.addr);
+    let ca_only = reg.ca_dir();
+    let out = e.si(&[
+        "push",
+        "--cert-dir",
+        ca_only.to_str().unwrap(),
+        "bb:1",
+        &dest,
+    ]);
+    assert_fails(
+        &out,
+        &[&reg.addr, "wants a TLS client certificate", "NAME.cert"],
+    );
+    let client = reg.client_dir();
+    let cd = client.to_str().unwrap();
+    let out = e.si(&["push", "--cert-dir", cd, "bb:1", &dest]);
+    out.ok();
+    assert!(out.stdout.contains(": Pushed"), "{}", out.stdout);
+    let e2 = StoreEnv::new("reg-mtls-pull");
+    e2.si(&["pull", "--cert-dir", cd, &dest]).ok();
+    assert_eq!(e2.run(&dest, &["echo", "mutual"]), "mutual\n");
+    // A certificate from a CA the registry does not trust.
+    let foreign = reg.foreign_client_dir();
+    let out = e2.si(&["pull", "--cert-dir", foreign.to_str().unwrap(), &dest]);
+    assert_fails(&out, &["refuse", "the client certificate", "client.cert"]);
+    // Half a pair is a mistake, said as docker says it.
+    let half = e.dir.join("half");
+    fs::create_dir_all(&half).unwrap();
+    fs::copy(client.join("ca.crt"), half.join("ca.crt")).unwrap();
+    fs::copy(client.join("client.cert"), half.join("client.cert")).unwrap();
+    let out = e2.si(&["pull", "--cert-dir", half.to_str().unwrap(), &dest]);
+    assert_fails(&out, &["missing key", "client.key", "client.cert"]);
 }

@@ -112,7 +112,7 @@ fn from_tar(source: &str, mut sink: LayerSink, diff: &Path, o: &ImportOpts) -> R
         r: dec,
         w: &mut sink,
     };
-    layer::unpack(&mut tee, diff, &layer::UnpackOpts { lowers: vec![] })
+    layer::unpack(&mut tee, diff, &layer::UnpackOpts::default())
         .with_context(|| format!("import {source}"))?;
     Ok(sink)
 }

@@ -72,6 +72,7 @@ impl Env {
     fn unpack(&self, tar: &[u8]) -> anyhow::Result<strata::image::layer::UnpackStats> {
         let opts = UnpackOpts {
             lowers: vec![self.lower.clone()],
+            gate: None,
         };
         unpack(tar, &self.layer, &opts)
     }

@@ -22,6 +22,7 @@ pub fn tar_of(dir: &Path, o: &WriteOpts) -> Vec<u8> {
 pub fn unpack_into(tar: &[u8], dir: &Path, lowers: &[&Path]) {
     let o = UnpackOpts {
         lowers: lowers.iter().map(|p| p.to_path_buf()).collect(),
+        gate: None,
     };
     unpack(tar, dir, &o).unwrap_or_else(|e| panic!("unpack: {e:#}"));
 }

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -53,7 +53,48 @@ impl Registry {
         Registry::start(dir, true)
     }
 
+    /// TLS that wants a client certificate signed by the CA (`http.tls.clientcas`), no
+    /// other auth. `client_dir()` holds the CA and a client pair (`client.cert`, `.key`).
+    pub fn mutual(dir: &Path) -> Registry {
+        Registry::start_with(dir, true, true)
+    }
+
+    /// The CA and a client certificate and key, as a `--cert-dir`.
+    pub fn client_dir(&self) -> PathBuf {
+        self.dir.join("client")
+    }
+
+    /// A `--cert-dir` with the registry's CA and a client pair signed by another CA,
+    /// which the registry refuses.
+    pub fn foreign_client_dir(&self) -> PathBuf {
+        let out = self.dir.join("foreign");
+        fs::create_dir_all(&out).unwrap();
+        let d = self.dir.display();
+        let script = format!(
+            "set -e; cd {d}
+             cp certs/ca.crt foreign/ca.crt
+             openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout other-ca.key \
+               -out other-ca.crt -subj /CN=strata-test-other-ca
+             openssl req -newkey rsa:2048 -nodes -keyout foreign/client.key -out other.csr \
+               -subj /CN=strata-test-stranger
+             openssl x509 -req -in other.csr -CA other-ca.crt -CAkey other-ca.key \
+               -CAcreateserial -days 2 -out foreign/client.cert -extfile client-ext.cnf"
+        );
+        let st = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl failed");
+        out
+    }
+
     fn start(dir: &Path, secure: bool) -> Registry {
+        Registry::start_with(dir, secure, false)
+    }
+
+    fn start_with(dir: &Path, secure: bool, mutual: bool) -> Registry {
         fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -62,7 +103,15 @@ impl Registry {
              http:\n  addr: {addr}\n",
             dir.join("data").display()
         );
-        if secure {
+        if mutual {
+            make_cert(dir);
+            make_client_cert(dir);
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {0}/server.crt\n    key: {0}/key.pem\n\
+                 \x20   clientcas:\n      - {0}/certs/ca.crt\n",
+                dir.display()
+            ));
+        } else if secure {
             make_cert(dir);
             fs::write(dir.join("htpasswd"), HTPASSWD).unwrap();
             cfg.push_str(&format!(
@@ -150,6 +199,33 @@ fn make_cert(dir: &Path) {
     assert!(st.success(), "openssl failed");
 }
 
+/// A client certificate signed by the CA `make_cert` made: `client/client.cert` and
+/// `client/client.key`, beside a copy of the CA (`client/ca.crt`).
+fn make_client_cert(dir: &Path) {
+    fs::create_dir_all(dir.join("client")).unwrap();
+    fs::write(
+        dir.join("client-ext.cnf"),
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let d = dir.display();
+    let script = format!(
+        "set -e; cd {d}
+         cp certs/ca.crt client/ca.crt
+         openssl req -newkey rsa:2048 -nodes -keyout client/client.key -out client.csr \
+           -subj /CN=strata-test-client
+         openssl x509 -req -in client.csr -CA certs/ca.crt -CAkey ca.key -CAcreateserial \
+           -days 2 -out client/client.cert -extfile client-ext.cnf"
+    );
+    let st = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success(), "openssl failed");
+}
+
 /// What the fault server does wrong.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,12 +237,33 @@ pub enum Fault {
     DiesMidBlob = 2,
     /// A Docker-Content-Digest header that is not the manifest's digest.
     ManifestDigest = 3,
+    /// The first answer for the layer dies halfway; later ones honour `Range`.
+    DiesOnceThenRanges = 4,
+    /// The first answer for the layer dies halfway; later ones ignore `Range` (whole blob).
+    DiesOnceNoRanges = 5,
+    /// A token service (`/token`, tokens `t1`, `t2`, …); the layer refuses `t1` with a 401,
+    /// as a registry refuses a token that expired.
+    TokenExpires = 6,
+    /// A token service; the layer refuses every token.
+    TokenRefused = 7,
+}
+
+/// What the serving threads share.
+#[derive(Default)]
+struct Shared {
+    fault: AtomicU8,
+    /// Whether a `DiesOnce…` fault has struck.
+    died: AtomicBool,
+    /// The `Range` header of each layer request ("" for none).
+    ranges: Mutex<Vec<String>>,
+    /// Tokens issued.
+    tokens: AtomicU8,
 }
 
 /// One image (manifest, config, layers by digest) served over plain HTTP, with a fault.
 pub struct FaultServer {
     pub addr: String,
-    fault: Arc<AtomicU8>,
+    shared: Arc<Shared>,
 }
 
 impl FaultServer {
@@ -179,8 +276,8 @@ impl FaultServer {
     ) -> FaultServer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        let fault = Arc::new(AtomicU8::new(0));
-        let f = fault.clone();
+        let shared = Arc::new(Shared::default());
+        let f = shared.clone();
         let repo = repo.to_string();
         let tag = tag.to_string();
         std::thread::spawn(move || {
@@ -198,17 +295,30 @@ impl FaultServer {
                 });
             }
         });
-        FaultServer { addr, fault }
+        FaultServer { addr, shared }
     }
 
     pub fn set(&self, f: Fault) {
-        self.fault.store(f as u8, Ordering::SeqCst);
+        self.shared.fault.store(f as u8, Ordering::SeqCst);
+        self.shared.died.store(false, Ordering::SeqCst);
+        self.shared.ranges.lock().unwrap().clear();
+        self.shared.tokens.store(0, Ordering::SeqCst);
+    }
+
+    /// Tokens issued since the last `set`.
+    pub fn tokens(&self) -> u8 {
+        self.shared.tokens.load(Ordering::SeqCst)
+    }
+
+    /// The `Range` header of each layer request since the last `set` ("" for none).
+    pub fn ranges(&self) -> Vec<String> {
+        self.shared.ranges.lock().unwrap().clone()
     }
 }
 
 fn serve(
     conn: TcpStream,
-    fault: &AtomicU8,
+    shared: &Shared,
     repo: &str,
     tag: &str,
     manifest: &[u8],
@@ -227,6 +337,8 @@ fn serve(
             return Ok(());
         }
         let mut len = 0usize;
+        let mut range = String::new();
+        let mut authz = String::new();
         loop {
             let mut h = String::new();
             r.read_line(&mut h)?;
@@ -236,13 +348,48 @@ fn serve(
             if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
                 len = v.trim().parse().unwrap_or(0);
             }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("range:") {
+                range = v.trim().to_string();
+            }
+            if let Some(v) = h
+                .strip_prefix("Authorization:")
+                .or(h.strip_prefix("authorization:"))
+            {
+                authz = v.trim().to_string();
+            }
         }
         let mut body = vec![0; len];
         r.read_exact(&mut body)?;
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-        let f = fault.load(Ordering::SeqCst);
+        let f = shared.fault.load(Ordering::SeqCst);
         let md = format!("sha256:{}", sha256_hex(manifest));
-        if path == "/v2/" {
+        let tokens = f == Fault::TokenExpires as u8 || f == Fault::TokenRefused as u8;
+        let unauthorized = |w: &mut TcpStream| {
+            let addr = w.local_addr()?;
+            let challenge = format!("Bearer realm=\"http://{addr}/token\",service=\"fault\"");
+            let body =
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            respond(w, 401, &[("WWW-Authenticate", challenge)], body)
+        };
+        if tokens && path.starts_with("/token") {
+            let n = shared.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+            respond(
+                &mut w,
+                200,
+                &[],
+                format!("{{\"token\":\"t{n}\"}}").as_bytes(),
+            )?;
+            continue;
+        }
+        let is_layer_path = blobs
+            .iter()
+            .any(|(d, b)| b.len() > 4096 && path == format!("/v2/{repo}/blobs/{d}"));
+        let refused = tokens
+            && (!authz.starts_with("Bearer t")
+                || (is_layer_path && (f == Fault::TokenRefused as u8 || authz == "Bearer t1")));
+        if refused {
+            unauthorized(&mut w)?;
+        } else if path == "/v2/" {
             respond(&mut w, 200, &[], b"{}")?;
         } else if path == format!("/v2/{repo}/manifests/{tag}")
             || path == format!("/v2/{repo}/manifests/{md}")
@@ -265,7 +412,32 @@ fn serve(
             .find(|(d, _)| path == format!("/v2/{repo}/blobs/{d}"))
         {
             let is_layer = b.len() > 4096;
-            if is_layer && f == Fault::CorruptBlob as u8 {
+            if is_layer {
+                shared.ranges.lock().unwrap().push(range.clone());
+            }
+            let once = f == Fault::DiesOnceThenRanges as u8 || f == Fault::DiesOnceNoRanges as u8;
+            if is_layer && once && !shared.died.swap(true, Ordering::SeqCst) {
+                write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())?;
+                w.write_all(&b[..b.len() / 2])?;
+                w.flush()?;
+                return Ok(());
+            }
+            let start = range
+                .strip_prefix("bytes=")
+                .and_then(|r| r.strip_suffix('-'))
+                .and_then(|n| n.parse::<usize>().ok());
+            if let (Some(start), true) = (start, f == Fault::DiesOnceThenRanges as u8) {
+                write!(
+                    w,
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\n\
+                     Content-Range: bytes {start}-{}/{}\r\n\r\n",
+                    b.len() - start,
+                    b.len() - 1,
+                    b.len()
+                )?;
+                w.write_all(&b[start..])?;
+                w.flush()?;
+            } else if is_layer && f == Fault::CorruptBlob as u8 {
                 let mut bad = b.clone();
                 let mid = bad.len() / 2;
                 bad[mid] ^= 0xff;
@@ -297,7 +469,11 @@ fn respond(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> std::io::Result<()> {
-    let reason = if code == 200 { "OK" } else { "Not Found" };
+    let reason = match code {
+        200 => "OK",
+        401 => "Unauthorized",
+        _ => "Not Found",
+    };
     write!(
         w,
         "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\n",

@@ -5,7 +5,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use super::Ctx;
-use crate::image::registry::login::{self, registry_name};
+use crate::image::registry::hub::registry_name;
+use crate::image::registry::login;
 use crate::image::registry::pull::{self, PullOpts};
 use crate::image::registry::push::{self, PushOpts};
 use crate::image::registry::ConnOpts;

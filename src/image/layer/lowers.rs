@@ -4,9 +4,11 @@ use super::attrs::Attrs;
 use super::sys::{self, Target};
 use crate::image::whiteout::{self, XattrRule};
 use anyhow::{Context, Result};
+use std::cell::OnceCell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What the layer being unpacked has at a path, as far as hiding the lowers goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -28,29 +30,61 @@ pub enum Found {
     Other(OwnedFd, libc::stat),
 }
 
-/// The lower layer dirs, top-most first.
+/// Waits until the lower layers are complete (they may still be unpacking when this layer
+/// starts); an error if one of them failed.
+#[derive(Clone)]
+pub struct Gate(pub Arc<dyn Fn() -> Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
+}
+
+/// The lower layer dirs, top-most first, opened at their first use: most layers never
+/// look below themselves (their tars list every directory they use), so a layer unpacks
+/// beside the layers under it and waits for them only when it must look.
 pub struct Lowers {
-    roots: Vec<OwnedFd>,
+    paths: Vec<PathBuf>,
+    gate: Option<Gate>,
+    roots: OnceCell<Vec<OwnedFd>>,
 }
 
 impl Lowers {
-    pub fn open(paths: &[PathBuf]) -> Result<Lowers> {
+    pub fn new(paths: &[PathBuf], gate: Option<Gate>) -> Lowers {
+        Lowers {
+            paths: paths.to_vec(),
+            gate,
+            roots: OnceCell::new(),
+        }
+    }
+
+    fn roots(&self) -> Result<&[OwnedFd]> {
+        if let Some(r) = self.roots.get() {
+            return Ok(r);
+        }
+        if !self.paths.is_empty() {
+            if let Some(g) = &self.gate {
+                (g.0)()?;
+            }
+        }
         let mut roots = Vec::new();
-        for p in paths {
+        for p in &self.paths {
             let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())?;
             let flags = libc::O_PATH | libc::O_DIRECTORY;
             let fd = crate::paths::openat(libc::AT_FDCWD, &c, flags, 0)
                 .with_context(|| format!("lower layer {}", p.display()))?;
             roots.push(fd);
         }
-        Ok(Lowers { roots })
+        Ok(self.roots.get_or_init(|| roots))
     }
 
     /// The top-most lower's root directory, open for reading.
-    pub fn top_root(&self) -> Option<io::Result<OwnedFd>> {
-        self.roots
-            .first()
-            .map(|r| sys::open_dir(r.as_raw_fd(), c"."))
+    pub fn top_root(&self) -> Result<Option<OwnedFd>> {
+        match self.roots()?.first() {
+            Some(r) => Ok(Some(sys::open_dir(r.as_raw_fd(), c".")?)),
+            None => Ok(None),
+        }
     }
 
     /// What the merged lowers show at `comps`, under a layer that has `here(prefix)` at each
@@ -59,7 +93,7 @@ impl Lowers {
     /// change what the path means (a write through a lower symlink, CVE-2021-29136 class).
     pub fn lookup(&self, comps: &[Vec<u8>], here: impl Fn(&[Vec<u8>]) -> Here) -> Result<Found> {
         let mut live = Vec::new();
-        for r in &self.roots {
+        for r in self.roots()? {
             live.push(sys::open_nofollow(
                 r.as_raw_fd(),
                 c".",

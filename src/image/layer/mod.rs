@@ -13,5 +13,6 @@ pub(crate) mod sys;
 mod unpack;
 mod write;
 
+pub use lowers::Gate;
 pub use unpack::{unpack, UnpackOpts, UnpackStats};
 pub use write::{write_tar, Source, Times, WriteOpts, WriteStats};

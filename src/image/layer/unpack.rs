@@ -2,7 +2,7 @@
 
 use super::attrs::Attrs;
 use super::limits::BUF_SIZE;
-use super::lowers::{self, Found, Here, Lowers};
+use super::lowers::{self, Found, Gate, Here, Lowers};
 use super::names::{self, Name, Oci};
 use super::reader::{entry_error, Entry, TarReader, Type};
 use super::sys::{self, Target};
@@ -22,6 +22,8 @@ use std::rc::Rc;
 pub struct UnpackOpts {
     /// Layer dirs below this one, top-most first.
     pub lowers: Vec<PathBuf>,
+    /// Passed before the lowers are first looked at: None if they are complete already.
+    pub gate: Option<Gate>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,7 +94,7 @@ impl Unpacker {
         }
         Ok(Unpacker {
             root,
-            lowers: Lowers::open(&opts.lowers)?,
+            lowers: Lowers::new(&opts.lowers, opts.gate.clone()),
             made: BTreeMap::new(),
             opaque: BTreeSet::new(),
             whiteouts: Vec::new(),
@@ -534,10 +536,9 @@ impl Unpacker {
     }
 
     fn root_from_lower(&mut self) -> Result<()> {
-        let Some(top) = self.lowers.top_root() else {
+        let Some(top) = self.lowers.top_root()? else {
             return Ok(());
         };
-        let top = top?;
         let st = crate::paths::fstat(top.as_raw_fd())?;
         let attrs = lowers::attrs_of(Target::Fd(top.as_raw_fd()), &st)?;
         let fd = sys::open_dir(self.root.fd(), c".")?;

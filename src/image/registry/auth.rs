@@ -1,6 +1,7 @@
 //! Registry credentials in the files docker and podman keep them in: podman's
 //! `auth.json`, docker's `~/.docker/config.json` (`auths` → `{"auth": base64(user:pass)}`),
-//! read in podman's order, written 0600 by an atomic rename, never printed.
+//! read in podman's order, written 0600 by an atomic rename, never printed; a credential
+//! helper a file names (`credsStore`, `credHelpers`) is asked first, as docker does.
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -10,23 +11,23 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// docker's key for docker.io in config.json.
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-const DOCKER_HUB_NAMES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+use super::helper;
+use super::hub::{DOCKER_HUB, DOCKER_HUB_KEY, DOCKER_HUB_NAMES};
+
 /// A credentials file bigger than this is not one.
 const MAX_FILE: u64 = 1 << 20;
 
-/// A user and password for a registry, and the file they came from.
+/// A user and password for a registry, and where they came from (a file, a helper).
 #[derive(Clone)]
 pub struct Creds {
     pub user: String,
     pub pass: String,
-    pub from: PathBuf,
+    pub from: String,
 }
 
 impl std::fmt::Debug for Creds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Creds({}, from {})", self.user, self.from.display())
+        write!(f, "Creds({}, from {})", self.user, self.from)
     }
 }
 
@@ -80,21 +81,45 @@ fn docker_config() -> Option<PathBuf> {
 }
 
 /// The credentials for `registry`'s repository `repo`, from the first file that has an
-/// entry for it; a podman entry for `registry/namespace` beats one for the registry.
+/// entry for it; a podman entry for `registry/namespace` beats one for the registry. A
+/// helper the file names for the registry is asked first (docker's order); one that
+/// holds nothing for it leaves the file's own entry, if any.
 pub fn lookup(registry: &str, repo: &str, authfile: Option<&Path>) -> Result<Option<Creds>> {
     let want = format!("{registry}/{repo}");
     for f in files(authfile) {
         let Some(doc) = read(&f)? else { continue };
+        // A helper that is not installed (a config.json copied from a desktop with
+        // `"credsStore": "desktop"`) leaves the file's own entry; with none, its absence
+        // is the error.
+        let mut missing = None;
+        if let Some(name) = helper::name_for(&doc, registry) {
+            match helper::get(&name, registry) {
+                Ok(Some((user, pass))) => {
+                    return Ok(Some(Creds {
+                        user,
+                        pass,
+                        from: format!("docker-credential-{name}, named in {}", f.display()),
+                    }))
+                }
+                Ok(None) => {}
+                Err(e) if helper::not_installed(&e) => {
+                    missing = Some(e.context(format!("named in {}", f.display())))
+                }
+                Err(e) => return Err(e.context(format!("named in {}", f.display()))),
+            }
+        }
         let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
-            continue;
+            match missing {
+                Some(e) => return Err(e),
+                None => continue,
+            }
         };
         let best = auths
             .iter()
             .filter_map(|(k, v)| {
                 let key = normalize(k);
                 let hit = key == registry
-                    || (registry == super::client::DOCKER_HUB
-                        && DOCKER_HUB_NAMES.contains(&key.as_str()))
+                    || (registry == DOCKER_HUB && DOCKER_HUB_NAMES.contains(&key.as_str()))
                     || want.starts_with(&format!("{key}/"));
                 hit.then_some((key.len(), v))
             })
@@ -103,6 +128,9 @@ pub fn lookup(registry: &str, repo: &str, authfile: Option<&Path>) -> Result<Opt
             if let Some(c) = decode(v, &f)? {
                 return Ok(Some(c));
             }
+        }
+        if let Some(e) = missing {
+            return Err(e);
         }
     }
     Ok(None)
@@ -140,7 +168,7 @@ fn decode(v: &Value, f: &Path) -> Result<Option<Creds>> {
     Ok(Some(Creds {
         user: user.to_string(),
         pass: pass.to_string(),
-        from: f.to_path_buf(),
+        from: f.display().to_string(),
     }))
 }
 
@@ -171,7 +199,7 @@ fn read(f: &Path) -> Result<Option<Map<String, Value>>> {
 
 /// The key `login` writes for a registry: docker's URL for docker.io, else the name.
 fn key_for(registry: &str) -> String {
-    if registry == super::client::DOCKER_HUB {
+    if registry == DOCKER_HUB {
         DOCKER_HUB_KEY.to_string()
     } else {
         registry.to_string()
@@ -203,7 +231,7 @@ pub fn remove(file: &Path, registry: &str) -> Result<bool> {
         return Ok(false);
     };
     let before = auths.len();
-    let hub = registry == super::client::DOCKER_HUB;
+    let hub = registry == DOCKER_HUB;
     auths.retain(|k, _| {
         let n = normalize(k);
         !(n == registry || (hub && DOCKER_HUB_NAMES.contains(&n.as_str())))

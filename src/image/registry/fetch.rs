@@ -3,13 +3,15 @@
 //! arrives, and sees its end only once the whole blob is there and verified.
 
 use anyhow::{anyhow, bail, Context, Result};
-use reqwest::Method;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::{Method, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use super::client::Repo;
 use super::status::Board;
@@ -116,9 +118,19 @@ pub struct Source<'a> {
     pub store: &'a Store,
     pub arrivals: &'a HashMap<Digest, Arrival>,
     pub board: &'a Board,
+    /// Blobs downloaded at once.
+    pub jobs: usize,
 }
 
 impl Blobs for Source<'_> {
+    /// Every layer downloading unpacks as its bytes arrive: the decompression of one
+    /// overlaps the transfer of the others instead of waiting for a core's worth of
+    /// layers to end (on 2 cores, the last layers were left to unpack after the
+    /// downloads).
+    fn parallel(&self) -> usize {
+        crate::image::compress::default_threads().max(self.jobs)
+    }
+
     fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>> {
         match self.arrivals.get(&l.blob.digest) {
             Some(a) => Ok(Box::new(Reader {
@@ -193,61 +205,64 @@ pub fn fetch_all(
     }
 }
 
+/// Tries of a blob whose transfer breaks off without any progress before it is given up;
+/// a try that brings bytes starts the count again (docker's rule, for flaky networks).
+const TRIES: u32 = 4;
+/// Readers are woken at most once per this many bytes (and at the end).
+const WAKE_EVERY: u64 = 256 << 10;
+/// Writeback of a blob's file is started per this many bytes, so that the fsync at its end
+/// (on the pull's critical path for the last blob in) has little left to write.
+const FLUSH_EVERY: u64 = 8 << 20;
+
+/// How one request for a blob ended, if not with all of it.
+enum Broke {
+    /// The connection failed or closed early: worth another (ranged) request.
+    Transfer(anyhow::Error),
+    /// The registry refused, or sent wrong bytes: no retry would help.
+    Fatal(anyhow::Error),
+}
+
 /// One blob: `GET /v2/<repo>/blobs/<digest>` into its file through sha256, never more
-/// bytes than its descriptor's size; fsynced once verified.
+/// bytes than its descriptor's size; a transfer that breaks off is asked again for the
+/// rest (`Range: bytes=N-`, N the bytes already hashed), or, from a registry that ignores
+/// ranges, again whole, its first N bytes skipped. Fsynced once verified.
 fn fetch(repo: &Repo, a: &Arrival, board: &Board, stop: &AtomicBool) -> Result<TempBlob> {
-    let conn = repo.conn;
-    let url = repo.url(&format!("blobs/{}", a.digest));
     board.bytes(&a.digest, "Downloading", 0, a.size);
-    let mut resp = conn.block_on(async {
-        let resp = repo
-            .request(Method::GET, &url)
-            .send()
-            .await
-            .map_err(|e| conn.unreachable(&e))?;
-        if !resp.status().is_success() {
-            return Err(repo.refused("blob", resp).await);
-        }
-        Ok(resp)
-    })?;
     let file = fs::OpenOptions::new()
         .write(true)
         .open(&a.path)
         .with_context(|| format!("open {}", a.path.display()))?;
     let mut w = HashWriter::new(file);
+    let mut tries = 0;
     loop {
+        let before = w.count();
+        let e = match download(repo, a, board, stop, &mut w) {
+            Ok(()) => break,
+            Err(Broke::Fatal(e)) => return Err(e),
+            Err(Broke::Transfer(e)) => e,
+        };
+        if w.count() > before {
+            tries = 0;
+        }
         if stop.load(Ordering::Relaxed) {
-            bail!("given up: another part of the pull failed");
+            return Err(e);
         }
-        let chunk = conn.block_on(resp.chunk()).map_err(|e| {
-            anyhow!(
-                "{}: the download broke off: {}",
+        tries += 1;
+        if tries >= TRIES {
+            return Err(e.context(format!(
+                "{}: the download broke off after {} of its {} bytes, {tries} times without \
+                 progress",
                 repo.name(),
-                super::client::chain(&e)
-            )
-        })?;
-        let Some(c) = chunk else { break };
-        if w.count() + c.len() as u64 > a.size {
-            bail!(
-                "{}: the registry sent more than the {} bytes its descriptor says",
-                repo.name(),
+                w.count(),
                 a.size
-            );
+            )));
         }
-        w.write_all(&c)
-            .with_context(|| format!("write {}", a.path.display()))?;
-        a.advance(w.count());
-        board.bytes(&a.digest, "Downloading", w.count(), a.size);
+        let wait = Duration::from_millis(250 << tries);
+        board.set(&a.digest, &format!("Retrying in {} ms", wait.as_millis()));
+        std::thread::sleep(wait);
     }
     board.set(&a.digest, "Verifying Checksum");
     let (digest, size, file) = w.finish();
-    if size != a.size {
-        bail!(
-            "{}: the download ended after {size} of its {} bytes",
-            repo.name(),
-            a.size
-        );
-    }
     if digest != a.digest {
         bail!(
             "{}: the blob is corrupt: its bytes hash to {digest}",
@@ -264,4 +279,131 @@ fn fetch(repo: &Repo, a: &Arrival, board: &Board, stop: &AtomicBool) -> Result<T
         size,
         path: a.path.clone(),
     })
+}
+
+/// One request for the rest of the blob, from `w.count()` on, into `w`.
+fn download(
+    repo: &Repo,
+    a: &Arrival,
+    board: &Board,
+    stop: &AtomicBool,
+    w: &mut HashWriter<fs::File>,
+) -> Result<(), Broke> {
+    let conn = repo.conn;
+    let url = repo.url(&format!("blobs/{}", a.digest));
+    let have = w.count();
+    // The whole transfer is one future: one entry into the runtime per blob, not one per
+    // chunk (the thread parks between chunks either way).
+    conn.block_on(async {
+        let build = || {
+            let req = repo.request(Method::GET, &url);
+            match have {
+                0 => req,
+                _ => req.header(RANGE, format!("bytes={have}-")),
+            }
+        };
+        let mut resp = repo
+            .send(build)
+            .await
+            .map_err(Broke::Fatal)?
+            .map_err(|e| Broke::Transfer(conn.unreachable(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let e = repo.refused("blob", resp).await;
+            // A registry (or its proxy) failing for now may answer the next try.
+            return Err(if status.is_server_error() {
+                Broke::Transfer(e)
+            } else {
+                Broke::Fatal(e)
+            });
+        }
+        // Bytes of this answer that are in the file already: all before `have` unless
+        // the registry sent just the range asked for.
+        let mut skip = have;
+        if have > 0 && status == StatusCode::PARTIAL_CONTENT {
+            match content_range_start(&resp) {
+                Some(start) if start == have => skip = 0,
+                other => {
+                    return Err(Broke::Fatal(anyhow!(
+                        "{}: asked for the blob's bytes from {have}, the registry sent \
+                         a range from {other:?}",
+                        repo.name()
+                    )))
+                }
+            }
+        }
+        let mut woken = w.count();
+        let mut flushed = w.count();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Broke::Fatal(anyhow!(
+                    "given up: another part of the pull failed"
+                )));
+            }
+            let chunk = resp.chunk().await.map_err(|e| {
+                Broke::Transfer(anyhow!(
+                    "{}: the download broke off: {}",
+                    repo.name(),
+                    super::client::chain(&e)
+                ))
+            })?;
+            let Some(mut c) = chunk else { break };
+            if skip > 0 {
+                let n = skip.min(c.len() as u64);
+                skip -= n;
+                c = c.slice(n as usize..);
+            }
+            if w.count() + c.len() as u64 > a.size {
+                return Err(Broke::Fatal(anyhow!(
+                    "{}: the registry sent more than the {} bytes its descriptor says",
+                    repo.name(),
+                    a.size
+                )));
+            }
+            w.write_all(&c)
+                .with_context(|| format!("write {}", a.path.display()))
+                .map_err(Broke::Fatal)?;
+            if w.count() - flushed >= FLUSH_EVERY {
+                start_writeback(w.get_ref(), flushed, w.count());
+                flushed = w.count();
+            }
+            if w.count() - woken >= WAKE_EVERY || w.count() == a.size {
+                woken = w.count();
+                a.advance(woken);
+                board.bytes(&a.digest, "Downloading", woken, a.size);
+            }
+        }
+        a.advance(w.count());
+        if w.count() < a.size {
+            return Err(Broke::Transfer(anyhow!(
+                "{}: the download ended after {} of its {} bytes",
+                repo.name(),
+                w.count(),
+                a.size
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// Start writing `from..to` of `f` to disk, without waiting: a hint (the fsync is the
+/// guarantee), so its errors are the fsync's to report.
+fn start_writeback(f: &fs::File, from: u64, to: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on an open fd; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            from as libc::off64_t,
+            (to - from) as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// The first byte of a 206's `Content-Range: bytes START-END/SIZE`.
+fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = v.trim().strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
 }

@@ -8,20 +8,7 @@ use reqwest::Method;
 use std::path::PathBuf;
 
 use super::auth::{self, Creds};
-use super::client::{Challenge, Conn, ConnOpts, DOCKER_HUB};
-
-/// `https://r:5000/v2/` or `index.docker.io` as the registry's name (`r:5000`, `docker.io`).
-pub fn registry_name(s: &str) -> String {
-    let s = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .unwrap_or(s);
-    let host = s.split('/').next().unwrap_or(s);
-    match host {
-        "" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
-        h => h.to_string(),
-    }
-}
+use super::client::{Challenge, Conn, ConnOpts};
 
 /// Check `user`/`pass` against `registry`, then save them; the file written.
 pub fn login(registry: &str, user: &str, pass: &str, o: &ConnOpts) -> Result<PathBuf> {
@@ -37,7 +24,7 @@ fn check(conn: &Conn, user: &str, pass: &str) -> Result<()> {
     let creds = Creds {
         user: user.to_string(),
         pass: pass.to_string(),
-        from: PathBuf::from("the command line"),
+        from: "the command line".into(),
     };
     match &conn.challenge {
         Challenge::None => Ok(()),
@@ -83,17 +70,4 @@ pub fn logout(registry: &str, authfile: Option<&std::path::Path>) -> Result<Vec<
         bail!("not logged in to {registry}");
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_names() {
-        assert_eq!(registry_name("https://index.docker.io/v1/"), "docker.io");
-        assert_eq!(registry_name("http://127.0.0.1:5000/v2/"), "127.0.0.1:5000");
-        assert_eq!(registry_name("r:5000"), "r:5000");
-        assert_eq!(registry_name("docker.io"), "docker.io");
-    }
 }

@@ -8,8 +8,11 @@
 //! published until all of it is.
 
 pub mod auth;
+pub mod certs;
 pub mod client;
 pub mod fetch;
+pub mod helper;
+pub mod hub;
 pub mod login;
 pub mod pull;
 pub mod push;

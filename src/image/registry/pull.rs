@@ -164,6 +164,7 @@ fn transfer(
         store,
         arrivals,
         board,
+        jobs,
     };
     let (fetched, unpacked) = std::thread::scope(|s| {
         let fetcher = s.spawn(|| fetch::fetch_all(repo, order, jobs, board, &stop));

@@ -175,34 +175,19 @@ async fn push_blob(
     board: &Board,
     shown: bool,
 ) -> Result<()> {
-    let oci = &repo.conn.oci;
     let what = || format!("blob {}", d.digest);
     let set = |s: &str| {
         if shown {
             board.set(&d.digest, s)
         }
     };
-    let there = oci
-        .blob_exists(&repo.oref, d.digest.as_str())
-        .await
-        .map_err(|e| repo.conn.explain(e, &repo.path))
-        .with_context(what)?;
-    if there {
+    if exists(repo, &d.digest).await.with_context(what)? {
         set("Layer already exists");
         return Ok(());
     }
     for src in from {
-        let sref = oci_client::Reference::with_tag(
-            repo.conn.registry.clone(),
-            src.clone(),
-            "latest".into(),
-        );
         // A registry that will not mount answers 202 (an upload begins): upload then.
-        if oci
-            .mount_blob(&repo.oref, &sref, d.digest.as_str())
-            .await
-            .is_ok()
-        {
+        if mount(repo, &d.digest, src).await {
             set(&format!("Mounted from {src}"));
             return Ok(());
         }
@@ -259,13 +244,44 @@ async fn streamed(
     Ok(true)
 }
 
-/// POST for an upload session: its URL.
-async fn begin(repo: &Repo<'_>) -> Result<reqwest::Url> {
+/// `HEAD /v2/<repo>/blobs/<digest>`: whether the registry has the blob. Our own request,
+/// not oci-client's: it carries the client certificate, if any.
+async fn exists(repo: &Repo<'_>, d: &Digest) -> Result<bool> {
+    let url = repo.url(&format!("blobs/{d}"));
     let resp = repo
-        .request(Method::POST, &repo.url("blobs/uploads/"))
+        .send(|| repo.request(Method::HEAD, &url))
+        .await?
+        .map_err(|e| repo.conn.unreachable(&e))?;
+    match resp.status() {
+        s if s.is_success() => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        _ => Err(repo.refused("HEAD", resp).await),
+    }
+}
+
+/// A cross-repository mount of `d` from `src`: whether the registry made it (201).
+async fn mount(repo: &Repo<'_>, d: &Digest, src: &str) -> bool {
+    let Ok(mut url) = reqwest::Url::parse(&repo.url("blobs/uploads/")) else {
+        return false;
+    };
+    url.query_pairs_mut()
+        .append_pair("mount", d.as_str())
+        .append_pair("from", src);
+    let sent = repo
+        .request(Method::POST, url.as_str())
         .header(CONTENT_LENGTH, 0)
         .send()
-        .await
+        .await;
+    matches!(sent, Ok(r) if r.status() == StatusCode::CREATED)
+}
+
+/// POST for an upload session: its URL. (A token that expired is renewed here, where the
+/// request has no body; the upload's streamed body cannot be sent twice.)
+async fn begin(repo: &Repo<'_>) -> Result<reqwest::Url> {
+    let url = repo.url("blobs/uploads/");
+    let resp = repo
+        .send(|| repo.request(Method::POST, &url).header(CONTENT_LENGTH, 0))
+        .await?
         .map_err(|e| repo.conn.unreachable(&e))?;
     if resp.status() != StatusCode::ACCEPTED {
         return Err(repo.refused("start an upload", resp).await);
@@ -342,18 +358,27 @@ async fn monolithic(repo: &Repo<'_>, path: PathBuf, d: &Descriptor) -> Result<()
 
 /// The manifest, last: everything it names is there now.
 fn put_manifest(repo: &Repo, tag: &str, bytes: Vec<u8>, media_type: &str) -> Result<()> {
-    let tagged = oci_client::Reference::with_tag(
-        repo.conn.registry.clone(),
-        repo.path.clone(),
-        tag.to_string(),
-    );
+    let url = repo.url(&format!("manifests/{tag}"));
     let ct = HeaderValue::from_str(media_type)
         .with_context(|| format!("manifest media type {media_type:?}"))?;
+    let body = Bytes::from(bytes);
     repo.conn
-        .block_on(repo.conn.oci.push_manifest_raw(&tagged, bytes, ct))
-        .map_err(|e| repo.conn.explain(e, &repo.path))
-        .with_context(|| format!("manifest {tag}"))?;
-    Ok(())
+        .block_on(async {
+            let build = || {
+                repo.request(Method::PUT, &url)
+                    .header(CONTENT_TYPE, ct.clone())
+                    .body(body.clone())
+            };
+            let resp = repo
+                .send(build)
+                .await?
+                .map_err(|e| repo.conn.unreachable(&e))?;
+            if !resp.status().is_success() {
+                return Err(repo.refused("PUT", resp).await);
+            }
+            Ok(())
+        })
+        .with_context(|| format!("manifest {tag}"))
 }
 
 /// docker's last line.

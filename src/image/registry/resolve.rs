@@ -251,13 +251,16 @@ pub fn get_capped(
     accept: Option<&str>,
 ) -> Result<(Vec<u8>, reqwest::header::HeaderMap)> {
     repo.conn.block_on(async {
-        let mut req = repo.request(Method::GET, url);
-        if let Some(a) = accept {
-            req = req.header(ACCEPT, a);
-        }
-        let mut resp = req
-            .send()
-            .await
+        let build = || {
+            let req = repo.request(Method::GET, url);
+            match accept {
+                Some(a) => req.header(ACCEPT, a),
+                None => req,
+            }
+        };
+        let mut resp = repo
+            .send(build)
+            .await?
             .map_err(|e| repo.conn.unreachable(&e).context(what.to_string()))?;
         if !resp.status().is_success() {
             return Err(repo.refused(what, resp).await);

@@ -115,7 +115,7 @@ impl Store {
             crate::image::layer::unpack(
                 &mut tar_r,
                 &dir.join("diff"),
-                &crate::image::layer::UnpackOpts { lowers },
+                &crate::image::layer::UnpackOpts { lowers, gate: None },
             )
             .with_context(|| format!("unpack layer {}", blob.digest))?;
             std::io::copy(&mut tar_r, &mut std::io::sink())?;

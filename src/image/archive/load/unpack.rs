@@ -1,6 +1,8 @@
 //! The layers of an archive verified and unpacked in parallel: each layer's decompressor
 //! feeds its unpacker through a bounded channel, hashing the diff ID on the way, and
-//! layers whose lowers are ready (bottom layers, lowers in the store) run side by side.
+//! layers run side by side, bottom ones first; a layer waits for the layers below it
+//! only if it has to look at them (a directory its tar does not list, a hard link to a
+//! lower file), so a stack of layers unpacks on every core, not one layer at a time.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -8,12 +10,12 @@ use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::plan::{ImagePlan, LayerPlan};
 use crate::image::compress::{self, Compression};
 use crate::image::digest::{Digest, HashReader};
-use crate::image::layer::{self, UnpackOpts};
+use crate::image::layer::{self, Gate, UnpackOpts};
 use crate::image::progress::Progress;
 use crate::image::store::layers::LayerInfo;
 use crate::image::store::Store;
@@ -54,6 +56,11 @@ pub trait Blobs: Sync {
     fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>>;
     /// A layer's work starts or ends.
     fn event(&self, _l: &LayerPlan, _e: Event) {}
+    /// Layers worked on at once: one per core for blobs that are all there; more for blobs
+    /// still arriving, as a layer waiting for its bytes holds no core.
+    fn parallel(&self) -> usize {
+        compress::default_threads()
+    }
 }
 
 /// What happens to one layer.
@@ -119,7 +126,7 @@ pub fn unpack_with(
     let root = tmp.join("layers");
     fs::create_dir_all(&root)?;
     let dir = |i: usize| root.join(nodes[i].plan.chain_id.hex());
-    let sizes = run(&nodes, &todo, &|i| {
+    let sizes = run(&nodes, &todo, blobs.parallel(), &|i, gate| {
         let n = &nodes[i];
         let unpack = n.action == Action::Unpack;
         blobs.event(n.plan, Event::Start(unpack));
@@ -128,7 +135,8 @@ pub fn unpack_with(
             if unpack {
                 fs::create_dir_all(dir(i).join("diff"))?;
                 let lowers = lowers(store, &nodes, i, &dir);
-                unpack_layer(blob, &dir(i).join("diff"), lowers, &progress)
+                let opts = UnpackOpts { lowers, gate };
+                unpack_layer(blob, &dir(i).join("diff"), opts, &progress)
             } else {
                 hash_layer(blob, &progress)
             }
@@ -226,45 +234,52 @@ fn lowers(store: &Store, nodes: &[Node], i: usize, dir: &dyn Fn(usize) -> PathBu
 
 struct State {
     ready: VecDeque<usize>,
-    /// Nodes waiting for each node to be unpacked.
-    waiting: HashMap<usize, Vec<usize>>,
     left: usize,
     running: usize,
     done: HashMap<usize, u64>,
     failed: Option<anyhow::Error>,
 }
 
-/// Run `work` on every node of `todo` on a pool of threads, an unpack only once the
-/// layer below it (if made here) is done; the first error stops the rest.
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
+/// Run `work` on every node of `todo` on a pool of threads, in order (lowers first); an
+/// unpack gets the gate to pass before it looks at its lowers made here. The first error
+/// stops the rest.
+///
+/// No deadlock: a worker takes nodes in order, so the lowest running node has every lower
+/// done, never waits at its gate, and ends.
 fn run(
     nodes: &[Node],
     todo: &[usize],
-    work: &(dyn Fn(usize) -> Result<u64> + Sync),
+    workers: usize,
+    work: &(dyn Fn(usize, Option<Gate>) -> Result<u64> + Sync),
 ) -> Result<HashMap<usize, u64>> {
-    let mut st = State {
-        ready: VecDeque::new(),
-        waiting: HashMap::new(),
+    let st = State {
+        ready: todo.iter().copied().collect(),
         left: todo.len(),
         running: 0,
         done: HashMap::new(),
         failed: None,
     };
-    for &i in todo {
-        match nodes[i].parent {
-            Some(p) if nodes[i].action == Action::Unpack && nodes[p].action == Action::Unpack => {
-                st.waiting.entry(p).or_default().push(i)
-            }
-            _ => st.ready.push_back(i),
-        }
-    }
-    let shared = (Mutex::new(st), Condvar::new());
-    let workers = compress::default_threads().min(todo.len()).max(1);
+    let shared: Shared = Arc::new((Mutex::new(st), Condvar::new()));
+    let gates: HashMap<usize, Gate> = todo
+        .iter()
+        .filter(|&&i| nodes[i].action == Action::Unpack)
+        .filter_map(|&i| {
+            let below = made_below(nodes, i);
+            let sh = shared.clone();
+            (!below.is_empty()).then(|| (i, Gate(Arc::new(move || wait_for(&sh, &below)))))
+        })
+        .collect();
+    let workers = workers.min(todo.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| worker(&shared, work));
+            s.spawn(|| worker(&shared, &gates, work));
         }
     });
-    let st = shared
+    drop(gates);
+    let st = Arc::into_inner(shared)
+        .ok_or_else(|| anyhow!("a layer gate outlived its pull"))?
         .0
         .into_inner()
         .map_err(|_| anyhow!("a worker panicked"))?;
@@ -277,8 +292,40 @@ fn run(
     Ok(st.done)
 }
 
-fn worker(shared: &(Mutex<State>, Condvar), work: &(dyn Fn(usize) -> Result<u64> + Sync)) {
-    let (lock, cv) = shared;
+/// The nodes below `i` that are unpacked here (the others are in the store).
+fn made_below(nodes: &[Node], i: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut p = nodes[i].parent;
+    while let Some(j) = p {
+        if nodes[j].action == Action::Unpack {
+            out.push(j);
+        }
+        p = nodes[j].parent;
+    }
+    out
+}
+
+/// Wait until every node of `below` is done; an error once any node has failed.
+fn wait_for(shared: &Shared, below: &[usize]) -> Result<()> {
+    let (lock, cv) = &**shared;
+    let mut st = lock.lock().map_err(|_| anyhow!("a worker panicked"))?;
+    loop {
+        if st.failed.is_some() {
+            bail!("a layer below failed");
+        }
+        if below.iter().all(|j| st.done.contains_key(j)) {
+            return Ok(());
+        }
+        st = cv.wait(st).map_err(|_| anyhow!("a worker panicked"))?;
+    }
+}
+
+fn worker(
+    shared: &Shared,
+    gates: &HashMap<usize, Gate>,
+    work: &(dyn Fn(usize, Option<Gate>) -> Result<u64> + Sync),
+) {
+    let (lock, cv) = &**shared;
     let Ok(mut st) = lock.lock() else { return };
     loop {
         if st.failed.is_some() || st.left == 0 {
@@ -296,7 +343,8 @@ fn worker(shared: &(Mutex<State>, Condvar), work: &(dyn Fn(usize) -> Result<u64>
         };
         st.running += 1;
         drop(st);
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
+        let gate = gates.get(&i).cloned();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i, gate)))
             .unwrap_or_else(|_| Err(anyhow!("a layer worker panicked")));
         st = match lock.lock() {
             Ok(g) => g,
@@ -307,8 +355,6 @@ fn worker(shared: &(Mutex<State>, Condvar), work: &(dyn Fn(usize) -> Result<u64>
             Ok(size) => {
                 st.left -= 1;
                 st.done.insert(i, size);
-                let next = st.waiting.remove(&i).unwrap_or_default();
-                st.ready.extend(next);
             }
             Err(e) => {
                 st.failed.get_or_insert(e);
@@ -326,14 +372,14 @@ fn worker(shared: &(Mutex<State>, Condvar), work: &(dyn Fn(usize) -> Result<u64>
 fn unpack_layer(
     blob: Box<dyn Read + Send + '_>,
     diff: &Path,
-    lowers: Vec<PathBuf>,
+    opts: UnpackOpts,
     progress: &Progress,
 ) -> Result<(Digest, u64)> {
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel(DEPTH);
         let (spare_tx, spare_rx) = channel();
         let dec = s.spawn(move || decode(blob, progress, tx, spare_rx));
-        let unpacked = layer::unpack(Chunks::new(rx, spare_tx), diff, &UnpackOpts { lowers });
+        let unpacked = layer::unpack(Chunks::new(rx, spare_tx), diff, &opts);
         let decoded = dec
             .join()
             .map_err(|_| anyhow!("the decompressor thread panicked"))?;
