@@ -18,7 +18,7 @@ use super::status::Board;
 use crate::image::archive::load::plan::LayerPlan;
 use crate::image::archive::load::unpack::{Blobs, Event};
 use crate::image::digest::{Digest, HashWriter};
-use crate::image::store::blobs::TempBlob;
+use crate::image::store::blobs::{start_writeback, TempBlob, WRITEBACK_EVERY};
 use crate::image::store::Store;
 
 /// One blob on its way: where it is written, how much of it is there, how it ended.
@@ -210,9 +210,6 @@ pub fn fetch_all(
 const TRIES: u32 = 4;
 /// Readers are woken at most once per this many bytes (and at the end).
 const WAKE_EVERY: u64 = 256 << 10;
-/// Writeback of a blob's file is started per this many bytes, so that the fsync at its end
-/// (on the pull's critical path for the last blob in) has little left to write.
-const FLUSH_EVERY: u64 = 8 << 20;
 
 /// How one request for a blob ended, if not with all of it.
 enum Broke {
@@ -363,7 +360,7 @@ fn download(
             w.write_all(&c)
                 .with_context(|| format!("write {}", a.path.display()))
                 .map_err(Broke::Fatal)?;
-            if w.count() - flushed >= FLUSH_EVERY {
+            if w.count() - flushed >= WRITEBACK_EVERY {
                 start_writeback(w.get_ref(), flushed, w.count());
                 flushed = w.count();
             }
@@ -384,21 +381,6 @@ fn download(
         }
         Ok(())
     })
-}
-
-/// Start writing `from..to` of `f` to disk, without waiting: a hint (the fsync is the
-/// guarantee), so its errors are the fsync's to report.
-fn start_writeback(f: &fs::File, from: u64, to: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open fd; no memory is passed.
-    unsafe {
-        libc::sync_file_range(
-            f.as_raw_fd(),
-            from as libc::off64_t,
-            (to - from) as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
 }
 
 /// The first byte of a 206's `Content-Range: bytes START-END/SIZE`.
