@@ -228,7 +228,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     )?;
     let fifo = mkfifo(&sd.fifo_path())?;
     let (chan_r, chan_w) = channel::channel()?;
-    let (go_r, go_w) = channel::pipe()?;
+    // A socket, not a pipe: "go" brings fds along.
+    let (go_r, go_w) = crate::fdpass::socketpair()?;
     let orig_mask = crate::process::wait::block_all();
     if let Some(fd) = &plan.ns.join_pid {
         namespaces::join(fd, libc::CLONE_NEWPID, "pid")?;
@@ -283,17 +284,23 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
                 cgroups::resources::apply(&placement.paths, r)?;
             }
             cgroups::apply_device_rules(&placement.paths, &linux)?;
-            cgroups::add_pid(&placement.paths, pid)
+            cgroups::place(&placement.paths, pid)
         });
-    if let Err(e) = placed {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        if let Msg::Error(m) = channel::recv(&chan_r) {
-            bail!("container init: {m}");
+    let tasks = match placed {
+        Ok(t) => t,
+        Err(e) => {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if let Msg::Error(m) = channel::recv(&chan_r) {
+                bail!("container init: {m}");
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     drop(console_child);
-    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
+    // "go" carries the v1 `tasks` files the init writes itself into (cgroups::place).
+    let raw: Vec<i32> = tasks.iter().map(|f| f.as_raw_fd()).collect();
+    let _ = crate::fdpass::send_fds(go_w.as_raw_fd(), b"g", &raw);
+    drop(tasks);
     let stop = channel::stop_signals()?;
     let next = || {
         channel::recv_or_signal(&chan_r, &stop).map_err(|sig| {
