@@ -358,6 +358,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Msg::Userns => bail!("container init sent an unexpected user namespace message"),
         }
     }
+    // The init closed its copies of the exe seal's mounts first thing; no more forks.
+    crate::exeseal::release_later();
     let pid_start = crate::container::status::proc_stat(pid)
         .map(|(_, t)| t)
         .context("container init vanished")?;

@@ -35,6 +35,7 @@ pub struct InitFds {
 /// Run the init. `orig_mask` is the signal mask to restore before exec.
 pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
     unsafe { libc::close(fds.lock) };
+    crate::exeseal::close_inherited();
     // Hooks see the pid `strata state` shows; /proc is still the runtime's here.
     let mut hook_state = plan.hooks.state.clone();
     let exe = match setup(plan, &fds, orig_mask, &mut hook_state) {
