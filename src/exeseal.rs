@@ -126,8 +126,16 @@ fn adopt(list: &str) {
     for (slot, fd) in HELD.iter().zip(fds.filter(|fd| *fd > 2)) {
         let mut st: libc::statx = unsafe { std::mem::zeroed() };
         let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+        // The raw syscall: the static glibc build has no statx() wrapper linked in.
         let ok = unsafe {
-            libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, 0, &mut st) == 0
+            libc::syscall(
+                libc::SYS_statx,
+                fd,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                0,
+                &mut st as *mut libc::statx,
+            ) == 0
                 && libc::fstatfs(fd, &mut sf) == 0
         } && st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
             && matches!(sf.f_type as i64, OVERLAYFS_SUPER_MAGIC | TMPFS_MAGIC);
