@@ -214,9 +214,12 @@ pub fn plan(
         }
         // runc 1.1 warns and goes on: users share cgroups on purpose. `delete` then
         // never sweeps that cgroup's other processes (see ContainerState::shared_cgroup).
-        let n = fs::read_to_string(dir.join("cgroup.procs"))
-            .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count())
-            .unwrap_or(0);
+        let n = match missing.is_empty() {
+            true => fs::read_to_string(dir.join("cgroup.procs"))
+                .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count())
+                .unwrap_or(0),
+            false => 0, // not made yet: nobody in it
+        };
         if n > 0 && !pl.shared {
             pl.shared = true;
             crate::logging::warn(&format!(
@@ -293,6 +296,15 @@ pub fn make(placement: &Placement, root: &Path) -> Result<Vec<PathBuf>> {
 /// mkdir `leaf` and its missing parents. Our root's lock keeps our own deletes out, but
 /// another root (or runc) may remove a shared parent under us: then look again.
 fn make_chain(leaf: &Path, made: &mut Vec<PathBuf>) -> Result<()> {
+    // Usually only the leaf is missing: one mkdir, no lookups first.
+    match fs::create_dir(leaf) {
+        Ok(()) => {
+            made.push(leaf.to_path_buf());
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(_) => {}
+    }
     for attempt in 0.. {
         let mut chain = Vec::new();
         let mut p = leaf.to_path_buf();
