@@ -163,24 +163,64 @@ pub fn close_inherited() {
 }
 
 /// Drop the held mount fds on a thread of their own, so the grace period their unmount
-/// waits for overlaps the container's start. Only once no child can be forked any more
-/// (a fork must not copy a half-done thread's heap state) and every child that got
-/// copies has closed them (else its execve would wait for the grace period).
+/// waits for overlaps the container's start. Only once every child that got copies has
+/// closed them (else its execve would wait for the grace period instead).
+///
+/// A bare clone(CLONE_THREAD) on a small stack, not std::thread: the thread makes two
+/// raw syscalls and exits, so it needs no TLS, heap or pthread of its own, and it costs
+/// neither a malloc arena nor the resident code pages of thread setup. It inherits our
+/// signal mask (all blocked in create), and a late fork cannot catch it holding a lock.
 pub fn release_later() {
-    let fds: Vec<OwnedFd> = HELD
+    let fds: Vec<RawFd> = HELD
         .iter()
         .map(|s| s.swap(-1, Ordering::Relaxed))
         .filter(|fd| *fd >= 0)
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
     if fds.is_empty() {
         return;
     }
-    // No thread (resource limits): closing here costs the wait, nothing else.
-    let _ = std::thread::Builder::new()
-        .name("exeseal".into())
-        .stack_size(64 << 10)
-        .spawn(move || drop(fds));
+    let arg = fds[0] as u32 as u64 | (fds.get(1).copied().unwrap_or(-1) as u32 as u64) << 32;
+    const STACK: usize = 16 << 10;
+    let flags = libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM;
+    unsafe {
+        let stack = libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        // Never unmapped: the thread may still run on it when we exit.
+        if stack == libc::MAP_FAILED
+            || libc::clone(
+                close_pair,
+                stack.cast::<u8>().add(STACK).cast(),
+                flags,
+                arg as usize as *mut libc::c_void,
+            ) < 0
+        {
+            fds.iter().for_each(|fd| {
+                libc::close(*fd);
+            });
+        }
+    }
+}
+
+// The closing thread: two fds packed in `arg`; returning ends the thread (not the process).
+extern "C" fn close_pair(arg: *mut libc::c_void) -> libc::c_int {
+    let arg = arg as usize as u64;
+    for fd in [arg as u32 as i32, (arg >> 32) as u32 as i32] {
+        if fd >= 0 {
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+        }
+    }
+    0
 }
 
 /// The sealed binary (opened inside the overlay) and the overlay's and tmpfs's mount fds.
