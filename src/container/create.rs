@@ -36,6 +36,9 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     /// A foreground `run`: without a console socket, the terminal is proxied by us.
     pub foreground: bool,
+    /// `run`: we release the init ourselves right after create, so it waits on a pipe
+    /// instead of an exec fifo in the state dir (no inode to make, unlink and evict).
+    pub start_now: bool,
 }
 
 /// A container in state `created`, with the parent's ends of its pipes (used by `run`).
@@ -226,7 +229,13 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         o.console_socket.as_deref(),
         o.foreground,
     )?;
-    let fifo = mkfifo(&sd.fifo_path())?;
+    // (ours, the init's end if it differs)
+    let (fifo, init_end) = if o.start_now {
+        let (r, w) = channel::pipe()?;
+        (w, Some(r))
+    } else {
+        (mkfifo(&sd.fifo_path())?, None)
+    };
     let (chan_r, chan_w) = channel::channel()?;
     // A socket, not a pipe: "go" brings fds along.
     let (go_r, go_w) = crate::fdpass::socketpair()?;
@@ -244,7 +253,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     if pid == 0 {
         drop(chan_r);
         drop(go_w);
-        let fifo_child = fifo;
+        let fifo_child = init_end.unwrap_or(fifo);
         init::run(
             &plan,
             init::InitFds {
@@ -258,6 +267,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         );
     }
     undo.pid = pid;
+    drop(init_end);
     drop(chan_w);
     drop(go_r);
     // The init is already building the rootfs; it waits for "go" only before it needs
