@@ -202,8 +202,6 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     undo.host_mounts = st.rootfs_mount_below.map(|b| (rootfs.clone(), b));
     sd.save(&st)?;
     drop(root_lock);
-    let saved = sd.dir.join(super::exec::SAVED_CONFIG);
-    std::fs::write(&saved, &spec_bytes).with_context(|| format!("write {}", saved.display()))?;
     let cgm = CgroupMount::new(&hs, &placement, ns.new_cgroup);
     let mut plan = InitPlan::build(&spec, &bundle, rootfs.clone(), o.no_pivot, ns, cgm)?;
     plan.overlay = layers;
@@ -311,6 +309,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let raw: Vec<i32> = tasks.iter().map(|f| f.as_raw_fd()).collect();
     let _ = crate::fdpass::send_fds(go_w.as_raw_fd(), b"g", &raw);
     drop(tasks);
+    // Only `exec` reads it, once we are done: written while the init builds the rootfs.
+    let saved = sd.dir.join(super::exec::SAVED_CONFIG);
+    std::fs::write(&saved, &spec_bytes).with_context(|| format!("write {}", saved.display()))?;
     let stop = channel::stop_signals()?;
     let next = || {
         channel::recv_or_signal(&chan_r, &stop).map_err(|sig| {
