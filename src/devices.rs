@@ -101,14 +101,25 @@ fn dev_dir(root: &Root) -> Result<()> {
 /// `userns`: the kernel refuses mknod there, so the host's node is bind-mounted instead.
 pub fn create(root: &Root, devs: &[DevicePlan], ptmx: bool, userns: bool) -> Result<()> {
     dev_dir(root)?;
+    // Nodes mostly share one parent (/dev): resolved once, not per node.
+    let mut parents: Vec<(&Path, OwnedFd)> = Vec::new();
     for d in devs {
-        let parent = root
-            .mkdir_all(d.path.parent().unwrap_or(Path::new("/dev")), 0o755)
-            .with_context(|| format!("create parent of {}", d.path.display()))?;
+        let dir = d.path.parent().unwrap_or(Path::new("/dev"));
+        let at = match parents.iter().position(|(p, _)| *p == dir) {
+            Some(i) => i,
+            None => {
+                let fd = root
+                    .mkdir_all(dir, 0o755)
+                    .with_context(|| format!("create parent of {}", d.path.display()))?;
+                parents.push((dir, fd));
+                parents.len() - 1
+            }
+        };
+        let parent = &parents[at].1;
         let name = CString::new(d.path.file_name().unwrap_or_default().as_bytes())?;
         let dev = libc::makedev(d.major, d.minor);
         if userns {
-            bind_host_node(&parent, &name, d)?;
+            bind_host_node(parent, &name, d)?;
             continue;
         }
         if unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), d.kind | d.mode, dev) } != 0 {

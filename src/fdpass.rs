@@ -8,23 +8,43 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 /// Send `data` (at least one byte) with `fd` attached. Allocates nothing, so the child
 /// may use it right before execve.
 pub fn send(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
+    send_fds(sock, data, &[fd])
+}
+
+/// Most fds one message carries: one per cgroup hierarchy fits with room to spare.
+pub const MAX_FDS: usize = 16;
+
+/// Send `data` (at least one byte) with up to [`MAX_FDS`] fds attached (none: a plain
+/// write). Allocates nothing.
+pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::other(format!(
+            "{} fds in one message",
+            fds.len()
+        )));
+    }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
-    // Room for one cmsg with one int, aligned as CMSG_SPACE wants.
-    let mut cbuf = [0u64; 4];
+    let bytes = std::mem::size_of_val(fds);
+    // Room for one cmsg with MAX_FDS ints, aligned as CMSG_SPACE wants.
+    let mut cbuf = [0u64; 2 + MAX_FDS / 2];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd);
+    if !fds.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(bytes as u32) } as _;
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(bytes as u32) as _;
+            for (i, fd) in fds.iter().enumerate() {
+                std::ptr::write_unaligned((libc::CMSG_DATA(c) as *mut RawFd).add(i), *fd);
+            }
+        }
     }
     loop {
         let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
@@ -41,11 +61,20 @@ pub fn send(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
 /// Receive up to `buf.len()` bytes and the fd sent with them, if any (made CLOEXEC).
 /// Returns 0 bytes at EOF.
 pub fn recv(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    // A second fd in one message would be a protocol error: dropped (closed), not leaked.
+    let (n, fds) = recv_fds(sock, buf)?;
+    Ok((n, fds.into_iter().next()))
+}
+
+/// Receive up to `buf.len()` bytes and every fd sent with them (made CLOEXEC; more than
+/// [`MAX_FDS`] are closed by the kernel, which truncates the control data). Returns 0
+/// bytes at EOF.
+pub fn recv_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    let mut cbuf = [0u64; 8];
+    let mut cbuf = [0u64; 2 + MAX_FDS / 2];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
@@ -61,29 +90,22 @@ pub fn recv(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)>
             return Err(e);
         }
     };
-    let mut fd = None;
+    let mut fds = Vec::new();
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                // One cmsg may carry several fds; a second fd in one message would be a
-                // protocol error: close it (and any further one) rather than leak it.
-                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                let k = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
                     / std::mem::size_of::<RawFd>();
-                for i in 0..n {
+                for i in 0..k {
                     let p = (libc::CMSG_DATA(c) as *const RawFd).add(i);
-                    let raw = std::ptr::read_unaligned(p);
-                    if fd.is_none() {
-                        fd = Some(OwnedFd::from_raw_fd(raw));
-                    } else {
-                        libc::close(raw);
-                    }
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(p)));
                 }
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Ok((n, fd))
+    Ok((n, fds))
 }
 
 /// A connected CLOEXEC unix stream socketpair.

@@ -21,7 +21,7 @@ fn main() {
     // log file, a namespace fd) and be handed to the container.
     let n = cli.cmd.as_ref().map_or(0, |c| c.preserve_fds());
     for fd in 3..3 + n as i32 {
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 || strata::exeseal::is_held(fd) {
             eprintln!("strata: --preserve-fds {n}: fd {fd} is not open in the caller");
             std::process::exit(1);
         }

@@ -126,6 +126,7 @@ fn opts(g: &Global, a: &CreateArgs) -> Result<CreateOpts> {
         no_new_keyring: a.no_new_keyring,
         console_socket: a.console_socket.clone(),
         foreground: false,
+        start_now: false,
     })
 }
 
@@ -137,6 +138,7 @@ pub fn create(g: &Global, a: CreateArgs) -> Result<i32> {
 pub fn run(g: &Global, a: RunArgs) -> Result<i32> {
     let mut o = opts(g, &a.create)?;
     o.foreground = !a.detach;
+    o.start_now = true;
     container::run(&o, a.detach, a.keep)
 }
 

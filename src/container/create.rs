@@ -37,6 +37,9 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     /// A foreground `run`: without a console socket, the terminal is proxied by us.
     pub foreground: bool,
+    /// `run`: we release the init ourselves right after create, so it waits on a pipe
+    /// instead of an exec fifo in the state dir (no inode to make, unlink and evict).
+    pub start_now: bool,
 }
 
 /// A container in state `created`, with the parent's ends of its pipes (used by `run`).
@@ -151,11 +154,19 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         o.foreground,
     )?;
     let (chan_r, chan_w) = channel::channel()?;
-    let (go_r, go_w) = channel::pipe()?;
+    // A socket, not a pipe: "go" brings the v1 `tasks` files along (cgroups::place).
+    let (go_r, go_w) = crate::fdpass::socketpair()?;
+    // The init waits on the exec fifo, or for `run` on a pipe whose write end we keep.
+    let (start_ours, start_child) = if o.start_now {
+        let (r, w) = channel::pipe()?;
+        (Some(w), r)
+    } else {
+        (None, mkfifo(&sd.fifo_path())?)
+    };
     let child = init::InitFds {
         chan: chan_w,
         go: go_r,
-        fifo: mkfifo(&sd.fifo_path())?,
+        fifo: start_child,
         lock: sd.lock_fd(),
         console: console_child,
     };
@@ -172,8 +183,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             go: go_w,
         },
     ) = spawn_init(&plan, id_maps.is_some(), child, ours, &orig_mask)?;
+    let fifo = start_ours.unwrap_or(fifo);
     undo.pid = pid;
-    place_init(
+    let tasks = place_init(
         o,
         &b.linux,
         &plan,
@@ -182,8 +194,15 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         &chan_r,
         &mut undo,
     )?;
-    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
+    let raw: Vec<i32> = tasks.iter().map(|f| f.as_raw_fd()).collect();
+    let _ = crate::fdpass::send_fds(go_w.as_raw_fd(), b"g", &raw);
+    drop(tasks);
+    // Only `exec` reads it, once we are done: written while the init builds the rootfs.
+    let saved = sd.config_path();
+    std::fs::write(&saved, &b.bytes).with_context(|| format!("write {}", saved.display()))?;
     let pid = serve_init(&plan, &st, idmaps.as_ref(), &chan_r, &go_w, &mut undo)?;
+    // The init closed its copies of the exe seal's mounts first thing; no more forks.
+    crate::exeseal::release_later();
     let st = record(o, &sd, st, pid, &plan, &undo.cgroups, go_w)?;
     undo.disarm();
     tracing::debug!(id = %o.id, pid, "container created");
@@ -287,8 +306,6 @@ fn reserve(
     undo.host_mounts = st.rootfs_mount_below.map(|below| (b.rootfs.clone(), below));
     sd.save(&st)?;
     drop(root_lock);
-    let saved = sd.config_path();
-    std::fs::write(&saved, &b.bytes).with_context(|| format!("write {}", saved.display()))?;
     Ok((st, placement, layers))
 }
 
@@ -367,8 +384,9 @@ fn spawn_init(
 
 /// While the init already builds the rootfs: write its id maps (once it has made its
 /// user namespace), make its cgroups, set their limits and device rules, and put it in
-/// them. It waits for "go" only before it needs to be in its cgroups. If it failed
-/// meanwhile, its own message explains more than ours.
+/// them (v1: the `tasks` files it writes itself into, returned to be sent with "go").
+/// It waits for "go" only before it needs to be in its cgroups. If it failed meanwhile,
+/// its own message explains more than ours.
 fn place_init(
     o: &CreateOpts,
     linux: &Linux,
@@ -377,7 +395,7 @@ fn place_init(
     placement: &cgroups::Placement,
     chan: &OwnedFd,
     undo: &mut Undo,
-) -> Result<()> {
+) -> Result<Vec<OwnedFd>> {
     let pid = undo.pid;
     let offsets = plan.attrs.time_offsets_by_parent(plan.ns.user);
     let placed = if plan.ns.unshare_user || offsets.is_some() {
@@ -404,19 +422,22 @@ fn place_init(
                 cgroups::resources::apply(&placement.paths, r)?;
             }
             cgroups::apply_device_rules(&placement.paths, linux)?;
-            cgroups::add_pid(&placement.paths, pid)?;
+            let tasks = cgroups::place(&placement.paths, pid)?;
             // Our own affinity (a `taskset strata run`) is not the container's: every
             // CPU of its cpuset, as runc 1.2 does. execCPUAffinity is not the init's.
-            crate::affinity::reset(pid)
+            crate::affinity::reset(pid)?;
+            Ok(tasks)
         });
-    if let Err(e) = placed {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        if let Msg::Error(m) = channel::recv(chan) {
-            bail!("container init: {m}");
+    match placed {
+        Ok(tasks) => Ok(tasks),
+        Err(e) => {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if let Msg::Error(m) = channel::recv(chan) {
+                bail!("container init: {m}");
+            }
+            Err(e)
         }
-        return Err(e);
     }
-    Ok(())
 }
 
 /// The init's new time namespace, made in a user namespace: we write its offsets, as

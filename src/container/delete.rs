@@ -1,6 +1,7 @@
 //! `delete`: remove a stopped (or, with --force, any) container and all it left on the host.
 
 use anyhow::{bail, Result};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -81,12 +82,27 @@ fn thaw(st: &ContainerState) {
 }
 
 fn wait_gone(st: &ContainerState) -> Result<()> {
+    // Opened before the check, the pidfd is the process the check saw (never a reused
+    // pid): poll it rather than sleep in steps, as a SIGKILLed init is gone within
+    // microseconds (`delete --force` right after `start` meets a running one).
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, st.pid, 0) } as i32;
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     let t0 = Instant::now();
     while alive(st.pid, st.pid_start) {
         if t0.elapsed() > Duration::from_secs(10) {
             bail!("container {} init (pid {}) did not die", st.id, st.pid);
         }
-        std::thread::sleep(Duration::from_millis(2));
+        match &pidfd {
+            Some(fd) => {
+                let mut p = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                unsafe { libc::poll(&mut p, 1, 100) };
+            }
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::state::StateDir;
 pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     let c = create(o)?;
     let pid = c.state.pid;
-    if let Err(e) = release(&c, o) {
+    if let Err(e) = release(&c) {
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
@@ -42,12 +42,12 @@ pub fn run(o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     Ok(code)
 }
 
-// Start the init and learn whether its execve worked: the message pipe closes on exec.
-fn release(c: &Created, o: &CreateOpts) -> Result<()> {
+// Start the init (waiting on a pipe: see `CreateOpts::start_now`) and learn whether its
+// execve worked: the message channel closes on exec.
+fn release(c: &Created) -> Result<()> {
     if unsafe { libc::write(c.fifo.as_raw_fd(), [0u8].as_ptr() as *const libc::c_void, 1) } != 1 {
         bail!("start container: {}", std::io::Error::last_os_error());
     }
-    let _ = std::fs::remove_file(o.root.join(&o.id).join(crate::state::EXEC_FIFO));
     match recv(&c.chan) {
         Msg::Error(m) => bail!("container init: {m}"),
         _ => Ok(()),

@@ -20,7 +20,8 @@ use crate::{console, devices, mounts, namespaces, rootfs};
 pub struct InitFds {
     /// Messages to the parent.
     pub chan: OwnedFd,
-    /// One byte from the parent once the init is in its cgroups.
+    /// One byte from the parent once the cgroups are made (with the v1 `tasks` files to
+    /// join attached), then "h" after the runtime's hooks, "s" once the state is saved.
     pub go: OwnedFd,
     /// The exec fifo (opened O_RDWR): `start` writes a byte to it to release us.
     pub fifo: OwnedFd,
@@ -34,6 +35,7 @@ pub struct InitFds {
 /// Run the init. `orig_mask` is the signal mask to restore before exec.
 pub fn run(plan: &InitPlan, fds: InitFds, orig_mask: &libc::sigset_t) -> ! {
     unsafe { libc::close(fds.lock) };
+    crate::exeseal::close_inherited();
     // Hooks see the pid `strata state` shows; /proc is still the runtime's here.
     let mut hook_state = plan.hooks.state.clone();
     let exe = match setup(plan, &fds, orig_mask, &mut hook_state) {
@@ -288,8 +290,9 @@ fn hooks_before_pivot(plan: &InitPlan, fds: &InitFds, state: Option<&hooks::Stat
     Ok(())
 }
 
-/// The parent places the init in its cgroups while the init builds the rootfs; only the
-/// cgroup namespace (rooted at the container's cgroup) and the cgroup mount need to wait.
+/// The parent makes the cgroups while the init builds the rootfs; only the cgroup
+/// namespace (rooted at the container's cgroup) and the cgroup mount need to wait. "go"
+/// brings the v1 `tasks` files to join (see `cgroups::place`).
 struct CgroupGate {
     go: std::os::fd::RawFd,
     unshare: bool,
@@ -302,10 +305,11 @@ impl CgroupGate {
             return Ok(());
         }
         let mut b = [0u8; 1];
-        if unsafe { libc::read(self.go, b.as_mut_ptr() as *mut libc::c_void, 1) } != 1 {
+        let Ok((1, tasks)) = crate::fdpass::recv_fds(self.go, &mut b) else {
             // The parent gave up (and reports why); nothing more to say.
             unsafe { libc::_exit(1) };
-        }
+        };
+        crate::cgroups::join_self(tasks)?;
         if self.unshare {
             os(
                 unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },

@@ -36,6 +36,7 @@ pub fn run(
     orig_mask: &libc::sigset_t,
 ) -> ! {
     unsafe { libc::close(fds.lock) };
+    crate::exeseal::close_inherited();
     user::reset_signals(orig_mask);
     let exe = match setup(p, attrs, ns, &fds) {
         Ok(exe) => exe,
