@@ -248,3 +248,41 @@ fn save_load_save_gives_the_same_bytes() {
         assert_eq!(seen.stdout, "changed\n");
     }
 }
+
+/// A store blob that changed on disk (same size, other bytes; or cut short) is not
+/// copied into an archive that would lie about it: save fails naming the blob, and `-o`
+/// leaves no file.
+#[test]
+fn a_changed_store_blob_fails_the_save() {
+    let e = Env::new("changed");
+    two_images(&e);
+    let inspect: Value =
+        serde_json::from_str(&e.si(&["inspect", "img2"]).stdout).expect("inspect json");
+    let layer = inspect[0]["Layers"][1]["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = e.store().join("blobs/sha256").join(&layer[7..]);
+    let good = fs::read(&blob).unwrap();
+    let p = e.dir.join("out.tar");
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let cut = good[..good.len() - 100].to_vec();
+    for (bad, needle) in [(flipped, "hashes to"), (cut, "bytes short")] {
+        fs::write(&blob, &bad).unwrap();
+        let out = e.si(&["save", "-o", p.to_str().unwrap(), "img2"]);
+        assert_ne!(out.code, 0, "{out:#?}");
+        assert!(
+            out.stderr.contains(&layer) && out.stderr.contains(needle),
+            "{needle}: {out:#?}"
+        );
+        assert!(!p.exists(), "save -o left {}", p.display());
+        // To a pipe as well: the error, not a silent truncated archive.
+        let out = e.cmd().args(["save", "img2"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle), "{err}");
+    }
+    fs::write(&blob, &good).unwrap();
+    save(&e, "good.tar", &["img2"]);
+}
