@@ -190,13 +190,7 @@ fn make_cert(dir: &Path) {
          openssl x509 -req -in server.csr -CA certs/ca.crt -CAkey ca.key -CAcreateserial \
            -days 2 -out server.crt -extfile ext.cnf"
     );
-    let st = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(st.success(), "openssl failed");
+    openssl(&script);
 }
 
 /// A client certificate signed by the CA `make_cert` made: `client/client.cert` and
@@ -217,8 +211,13 @@ fn make_client_cert(dir: &Path) {
          openssl x509 -req -in client.csr -CA certs/ca.crt -CAkey ca.key -CAcreateserial \
            -days 2 -out client/client.cert -extfile client-ext.cnf"
     );
+    openssl(&script);
+}
+
+/// Run an openssl `script` with sh, quietly; it must succeed.
+fn openssl(script: &str) {
     let st = Command::new("sh")
-        .args(["-c", &script])
+        .args(["-c", script])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
