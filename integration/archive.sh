@@ -28,18 +28,6 @@ RUN_CONTAINERD_EXISTED=$([ -e /run/containerd ] && echo 1)
 KEY_JSON_EXISTED=$([ -e /etc/docker/key.json ] && echo 1)
 PM=$WORKDIR/podman # podman with every private flag
 
-stop_pid() { # stop_pid PID SECONDS
-    local pid=$1 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < $2 * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    sleep 0.2
-}
-
 cleanup() {
     local rc=$?
     set +e

@@ -58,18 +58,6 @@ our_pids() {
     done
 }
 
-stop_pid() { # stop_pid PID SECONDS
-    local pid=$1 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < $2 * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    sleep 0.2
-}
-
 cgroup_dirs() { find /sys/fs/cgroup -maxdepth 3 -type d -name "${CGPARENT#/}" 2>/dev/null; }
 
 cleanup() {
