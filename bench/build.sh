@@ -23,6 +23,7 @@
 # script does not fail on a missed target.
 
 source "$(dirname "$0")/../integration/lib/common.sh"
+source "$(dirname "$0")/../integration/lib/daemons.sh"
 set -uo pipefail
 
 [ "$(id -u)" = 0 ] || { log "needs root"; exit 2; }
@@ -62,29 +63,9 @@ build_image || { log "could not make the busybox image"; exit 1; }
 start_docker() {
     command -v dockerd >/dev/null || { DOCKER_WHY="dockerd is not installed"; return 1; }
     local cd=$WORKDIR/containerd dd=$WORKDIR/docker
-    mkdir -p "$cd" "$dd"
-    cat >"$cd/config.toml" <<EOF
-version = 2
-root = "$cd/root"
-state = "$cd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$cd/containerd.sock"
-[ttrpc]
-  address = "$cd/containerd.sock.ttrpc"
-EOF
-    containerd --config "$cd/config.toml" >"$WORKDIR/containerd.log" 2>&1 &
-    CONTAINERD_PID=$!
-    for _ in $(seq 100); do [ -S "$cd/containerd.sock" ] && break; sleep 0.1; done
-    echo '{}' >"$dd/daemon.json"
     export DOCKER_HOST=unix://$dd/docker.sock
-    dockerd --config-file "$dd/daemon.json" --containerd "$cd/containerd.sock" \
-        --data-root "$dd/data" --exec-root "$dd/exec" --pidfile "$dd/docker.pid" -H "$DOCKER_HOST" \
-        --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
-        --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs \
-        >"$WORKDIR/dockerd.log" 2>&1 &
-    DOCKERD_PID=$!
-    for _ in $(seq 300); do docker version >/dev/null 2>&1 && break; sleep 0.1; done
+    start_containerd "$cd" "$WORKDIR/containerd.log"
+    start_dockerd "$dd" "$cd" "$DOCKER_HOST" "$WORKDIR/dockerd.log"
     docker version >/dev/null 2>&1 || { DOCKER_WHY="dockerd did not start: $(tail -1 "$WORKDIR/dockerd.log")"; return 1; }
     docker load -q -i "$IMAGE_DOCKER_TAR" >/dev/null || { DOCKER_WHY="docker load failed"; return 1; }
     # docker's builds run in the daemons: they get the clients' priority.

@@ -45,6 +45,7 @@ set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 REPO=$(cd "$(dirname "$SELF")/.." && pwd)
+source "$REPO/integration/lib/daemons.sh"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'image.sh: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -188,33 +189,10 @@ stop_pid() { # stop_pid PID SECONDS
 
 start_docker() {
     [ -x "$DOCKER" ] && command -v dockerd >/dev/null && command -v containerd >/dev/null || return 1
-    mkdir -p "$DKW"/{cd,dd,client}
+    mkdir -p "$DKW/client"
     echo '{}' >"$DKW/client/config.json"
-    cat >"$DKW/cd/config.toml" <<EOF
-version = 2
-root = "$DKW/cd/root"
-state = "$DKW/cd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$DKW/cd/containerd.sock"
-[ttrpc]
-  address = "$DKW/cd/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$DKW/cd/opt"
-EOF
-    containerd --config "$DKW/cd/config.toml" >"$DKW/containerd.log" 2>&1 &
-    CONTAINERD_PID=$!
-    local i
-    for ((i = 0; i < 100; i++)); do [ -S "$DKW/cd/containerd.sock" ] && break; sleep 0.1; done
-    echo '{}' >"$DKW/dd/daemon.json"
-    dockerd --config-file "$DKW/dd/daemon.json" --containerd "$DKW/cd/containerd.sock" \
-        --data-root "$DKW/dd/data" --exec-root "$DKW/dd/exec" --pidfile "$DKW/dd/docker.pid" \
-        -H "unix://$DKW/docker.sock" --iptables=false --ip6tables=false --ip-forward=false \
-        --ip-masq=false --bridge=none --storage-driver overlay2 \
-        --exec-opt native.cgroupdriver=cgroupfs >"$DKW/dockerd.log" 2>&1 &
-    DOCKERD_PID=$!
-    for ((i = 0; i < 300; i++)); do d version >/dev/null 2>&1 && return 0; sleep 0.1; done
-    return 1
+    start_containerd "$DKW/cd" "$DKW/containerd.log" &&
+        start_dockerd "$DKW/dd" "$DKW/cd" "unix://$DKW/docker.sock" "$DKW/dockerd.log"
 }
 
 cleanup() {

@@ -14,6 +14,7 @@
 # Needs root, docker.io, containerd, podman, skopeo, umoci.
 
 source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/daemons.sh"
 
 [ "$(id -u)" = 0 ] || { log "needs root"; exit 2; }
 need_pkgs docker.io containerd podman conmon skopeo umoci busybox-static jq tar
@@ -155,33 +156,12 @@ case $ref in
 esac
 
 echo "== docker save"
-mkdir -p "$CD" "$DD" "$DOCKER_CONFIG"
+mkdir -p "$DOCKER_CONFIG"
 echo "{}" >"$DOCKER_CONFIG/config.json" # podman reads it too (auth), and wants it to exist
-cat >"$CD/config.toml" <<EOF
-version = 2
-root = "$CD/root"
-state = "$CD/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$CD/containerd.sock"
-[ttrpc]
-  address = "$CD/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$CD/opt"
-EOF
-containerd --config "$CD/config.toml" >"$WORKDIR/containerd.log" 2>&1 &
-CONTAINERD_PID=$!
-for _ in $(seq 100); do [ -S "$CD/containerd.sock" ] && break; sleep 0.1; done
-echo '{}' >"$DD/daemon.json"
-dockerd --config-file "$DD/daemon.json" --containerd "$CD/containerd.sock" \
-    --data-root "$DD/data" --exec-root "$DD/exec" --pidfile "$DD/docker.pid" -H "$DOCKER_HOST" \
-    --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
-    --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs \
-    --add-runtime "strata=$STRATA" --default-runtime strata \
-    >"$WORKDIR/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
+start_containerd "$CD" "$WORKDIR/containerd.log"
+start_dockerd "$DD" "$CD" "$DOCKER_HOST" "$WORKDIR/dockerd.log" \
+    --add-runtime "strata=$STRATA" --default-runtime strata
 d() { timeout 120 "$DOCKER" "$@"; }
-for _ in $(seq 300); do d version >/dev/null 2>&1 && break; sleep 0.1; done
 check "docker load" d load -q -i "$SRC_DOCKER"
 # A second image on the same layers: one save holds both, sharing them.
 check "docker tag" d tag strata-it/marked:v1 strata-it/other:v2

@@ -12,6 +12,7 @@
 # state) and a cgroup parent of its own; the trap stops dockerd, containerd and the shims,
 # unmounts and removes it all, even on failure. KEEP_LOGS=1 keeps the daemons' logs.
 source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/daemons.sh"
 
 RUNTIME=${RUNTIME:-strata}
 DOCKER=/usr/bin/docker # docker.io's client (/usr/local/bin/docker may be another one)
@@ -102,37 +103,11 @@ trap 'exit 130' INT TERM
 build_image || { log "image build failed"; exit 1; }
 
 # --- daemons ------------------------------------------------------------------------
-mkdir -p "$CD" "$DD" "$DOCKER_CONFIG"
-cat >"$CD/config.toml" <<EOF
-version = 2
-root = "$CD/root"
-state = "$CD/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$CD/containerd.sock"
-[ttrpc]
-  address = "$CD/containerd.sock.ttrpc"
-[debug]
-  level = "debug"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$CD/opt"
-EOF
-containerd --config "$CD/config.toml" >"$WORKDIR/containerd.log" 2>&1 &
-CONTAINERD_PID=$!
-for _ in $(seq 100); do [ -S "$CD/containerd.sock" ] && break; sleep 0.1; done
-
-echo '{}' >"$DD/daemon.json" # not /etc/docker/daemon.json
-dockerd --debug --config-file "$DD/daemon.json" \
-    --containerd "$CD/containerd.sock" \
-    --data-root "$DD/data" --exec-root "$EXEC_ROOT" --pidfile "$DD/docker.pid" \
-    -H "$DOCKER_HOST" \
-    --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
-    --userland-proxy=false \
-    --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "$CGPARENT" \
-    --add-runtime "$RT_NAME=$RT_BIN" --default-runtime "$RT_NAME" \
-    >"$WORKDIR/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 300); do d version >/dev/null 2>&1 && break; sleep 0.1; done
+mkdir -p "$DOCKER_CONFIG"
+start_containerd "$CD" "$WORKDIR/containerd.log" debug
+start_dockerd "$DD" "$CD" "$DOCKER_HOST" "$WORKDIR/dockerd.log" --debug \
+    --userland-proxy=false --cgroup-parent "$CGPARENT" \
+    --add-runtime "$RT_NAME=$RT_BIN" --default-runtime "$RT_NAME"
 
 dlog() { # the last errors and warnings of the daemons, for a failure
     # (the shim's cleanup "failed to remove runc container ... exit status 255" shows
