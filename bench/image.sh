@@ -175,18 +175,6 @@ EOF
     chmod 0755 "$PM"
 }
 
-stop_pid() { # stop_pid PID SECONDS
-    local pid=$1 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < $2 * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    sleep 0.2
-}
-
 start_docker() {
     [ -x "$DOCKER" ] && command -v dockerd >/dev/null && command -v containerd >/dev/null || return 1
     mkdir -p "$DKW/client"

@@ -109,16 +109,3 @@ leftovers() {
         find /sys/fs/cgroup -maxdepth 6 -type d -name "*$pat*" 2>/dev/null | sed 's/^/cgroup: /'
     } || true
 }
-
-# Stop a daemon we started: SIGTERM, SECONDS to go, then SIGKILL.
-stop_pid() { # stop_pid PID SECONDS
-    local pid=$1 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < $2 * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    sleep 0.2
-}

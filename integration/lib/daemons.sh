@@ -1,5 +1,5 @@
-# A private containerd and dockerd, for the scripts that run docker beside us
-# (integration/docker.sh and archive.sh, bench/image.sh and build.sh). Source it.
+# A private containerd and dockerd, started and stopped, for the scripts that run docker
+# beside us (integration/docker.sh and archive.sh, bench/image.sh and build.sh). Source it.
 # Everything lives under the directories given: the host's daemons, sockets and
 # /etc/docker are never touched.
 
@@ -53,4 +53,17 @@ start_dockerd() {
         sleep 0.1
     done
     return 1
+}
+
+# Stop a daemon we started: SIGTERM, SECONDS to go, then SIGKILL.
+stop_pid() { # stop_pid PID SECONDS
+    local pid=$1 i
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    sleep 0.2
 }
