@@ -33,7 +33,7 @@ cargo build --release --quiet --target "$host" --bin strata-image >&2
 # The functions a container start runs are laid out together, in the order they first run
 # (bundles/order/strata.order, from a trace of the lifecycle commands): they then fill
 # ~0.7 MB of the text instead of being spread over all 3 MB of it, and `run`'s peak RSS
-# drops from ~3.0 to ~1.8 MiB (bench/README.md). Only the strata binary gets it (`cargo
+# drops from ~3.0 to ~1.5 MiB (bench/README.md). Only the strata binary gets it (`cargo
 # rustc`: the dependencies are not rebuilt). A symbol the file names that is gone (renamed
 # code, another rustc) is skipped; bundles/order/make.sh regenerates the file.
 # STRATA_SYMBOLS=1 keeps the symbol table (what make.sh traces) with a flag on the final
