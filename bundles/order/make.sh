@@ -5,7 +5,7 @@
 # result. Needs busybox-static and jq. Takes a few seconds once strata is built.
 #
 #   bundles/order/make.sh            # writes bundles/order/strata.order
-#   OUT=file bundles/order/make.sh   # writes elsewhere (to compare)
+#   OUT=/tmp/x.order bundles/order/make.sh   # writes elsewhere (to compare; an absolute path)
 #
 # The trace (fntrace.rs) puts an int3 on every function of an unstripped build and notes
 # each the first time it runs, in every process of the command: the first `strata`, its
