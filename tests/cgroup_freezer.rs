@@ -110,12 +110,7 @@ fn delete_force_of_a_paused_container() {
         &["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1001"],
         |_| {},
     );
-    assert!(wait_until(Duration::from_secs(10), || pids_running(
-        &id,
-        "sleep 1000"
-    )
-    .len()
-        == 2));
+    wait_for_pids(&id, "sleep 1000", 2);
     let procs: Vec<i32> = processes_in_cgroup(&id)
         .into_iter()
         .map(|(p, _)| p)

@@ -115,12 +115,7 @@ fn kill_all_signals_every_process() {
         bind_mount(c, &out, "/out", false)
     });
     wait_file(&out.join("ready"));
-    assert!(wait_until(Duration::from_secs(10), || pids_running(
-        &id,
-        "sleep 1000"
-    )
-    .len()
-        == 3));
+    wait_for_pids(&id, "sleep 1000", 3);
     let sleeps = pids_running(&id, "sleep 1000");
 
     t.strata(&["kill", "--all", &id, "TERM"]).ok();
@@ -160,12 +155,7 @@ fn delete_force_without_pid_namespace_kills_the_whole_cgroup() {
         bind_mount(c, &out, "/out", false);
     });
     wait_file(&out.join("ready"));
-    assert!(wait_until(Duration::from_secs(10), || pids_running(
-        &id,
-        "sleep 1000"
-    )
-    .len()
-        == 3));
+    wait_for_pids(&id, "sleep 1000", 3);
     let mut all: Vec<i32> = processes_in_cgroup(&id)
         .into_iter()
         .map(|(p, _)| p)

@@ -183,6 +183,15 @@ pub fn pids_running(id: &str, cmd: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Waits (10 s at most) until container `id` runs `n` processes whose cmdline is `cmd`.
+pub fn wait_for_pids(id: &str, cmd: &str, n: usize) {
+    assert!(
+        wait_until(Duration::from_secs(10), || pids_running(id, cmd).len() == n),
+        "container {id} never ran {n} x {cmd:?}: {:?}",
+        processes_in_cgroup(id)
+    );
+}
+
 pub fn file_len(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
