@@ -598,3 +598,75 @@ fn unpack_reads_gnu_format_long_names() {
 fn bench() {
     layer_support::bench::bench_write_tar();
 }
+
+/// Files of a block (1 MiB) and more are unpacked past the page cache in aligned blocks,
+/// their tails buffered: every length around the block size comes back byte for byte,
+/// with its mode, owner, times and xattrs, and (where the filesystem takes O_DIRECT) only
+/// the tail's page of a big file is left in the page cache.
+#[test]
+fn big_files_unpack_past_the_page_cache() {
+    need_root!();
+    let t = Tmp::new("direct");
+    let src = t.dir("src");
+    const MIB: usize = 1 << 20;
+    let sizes = [MIB - 1, MIB, MIB + 1, 3 * MIB + 777, 8 * MIB];
+    for (i, &n) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..n).map(|k| (k * 31 + k / 4099 + i) as u8).collect();
+        let p = src.join(format!("f{n}"));
+        fs::write(&p, &data).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o751)).unwrap();
+        std::os::unix::fs::chown(&p, Some(1000 + i as u32), Some(2000)).unwrap();
+        setxattr(&p, "user.big", b"yes");
+    }
+    let tar = tar_of(&src, &opts(Source::Tree, Times::Keep));
+    let dst = t.dir("dst");
+    unpack_into(&tar, &dst, &[]);
+    // Before anything reads the files back.
+    if takes_o_direct(&t.0) {
+        let resident = resident_pages(&dst.join(format!("f{}", 8 * MIB)));
+        assert_eq!(resident, 0, "pages of an unpacked 8 MiB file in the page cache");
+    } else {
+        eprintln!("SKIP the page-cache check: {} refuses O_DIRECT", t.0.display());
+    }
+    assert_same(
+        &snapshot(&src, &SNAP),
+        &snapshot(&dst, &SNAP),
+        "big files: tree → tar → unpack",
+    );
+}
+
+fn takes_o_direct(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dir.join("direct-probe"))
+        .is_ok()
+}
+
+/// Pages of `p` in the page cache (mincore over a mapping of it).
+fn resident_pages(p: &Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(p).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: a read-only shared mapping of a file we opened, unmapped before return;
+    // mincore writes one byte per page into `vec`, which has that many.
+    unsafe {
+        let m = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(m, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(m, len, vec.as_mut_ptr()), 0);
+        libc::munmap(m, len);
+    }
+    vec.iter().filter(|&&b| b & 1 == 1).count()
+}

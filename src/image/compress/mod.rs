@@ -176,15 +176,31 @@ fn zstd_encoder<W: Write>(
 
 /// A reader that decompresses whatever `r` holds: gzip (any number of members), zstd
 /// (any number of frames), or plain bytes passed through unchanged.
-pub fn decoder<'a, R: BufRead + 'a>(mut r: R) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decoder<'a, R: BufRead + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
+    sniff(r, Checks::All)
+}
+
+/// `decoder` for a stream whose output the caller hashes and compares to a digest it
+/// knows (a layer's diff ID): gzip's CRC is not computed.
+pub fn decoder_for_digest<'a, R: BufRead + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
+    sniff(r, Checks::DigestOnly)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    All,
+    DigestOnly,
+}
+
+fn sniff<'a, R: BufRead + 'a>(mut r: R, checks: Checks) -> io::Result<Box<dyn Read + 'a>> {
     let head = r.fill_buf()?;
     if head.len() >= SNIFF_LEN {
         let c = Compression::detect(head);
-        return open(c, r);
+        return open(c, r, checks);
     }
     let prefix = read_prefix(&mut r)?;
     let c = Compression::detect(&prefix);
-    open(c, io::Cursor::new(prefix).chain(r))
+    open(c, io::Cursor::new(prefix).chain(r), checks)
 }
 
 /// The longest magic number `detect` looks at.
@@ -205,10 +221,14 @@ fn read_prefix<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
     Ok(prefix)
 }
 
-fn open<'a, R: BufRead + 'a>(c: Compression, r: R) -> io::Result<Box<dyn Read + 'a>> {
+fn open<'a, R: BufRead + 'a>(
+    c: Compression,
+    r: R,
+    checks: Checks,
+) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match c {
         Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(gunzip::GzReader::new(r)),
+        Compression::Gzip => Box::new(gunzip::GzReader::new(r, checks == Checks::All)),
         Compression::Zstd => Box::new(unzstd::ZstdReader::new(r)?),
     })
 }

@@ -407,6 +407,27 @@ fn corrupt_gzip_crc_and_length_are_errors() {
     );
 }
 
+/// A layer's decoder leaves the CRC to the diff ID its caller checks; the length and the
+/// deflate stream's own structure are still checked.
+#[test]
+fn the_digest_checked_decoder_skips_only_the_crc() {
+    let data = mixed(200 * KIB, 20);
+    let z = gzip(&data, 2);
+    let n = z.len();
+    let read = |b: &[u8]| -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        super::decoder_for_digest(b)?.read_to_end(&mut out)?;
+        Ok(out)
+    };
+    let mut crc = z.clone();
+    crc[n - 8] ^= 0x40;
+    assert!(read(&crc).unwrap() == data);
+    let mut len = z.clone();
+    len[n - 1] ^= 0x40;
+    let e = read(&len).unwrap_err();
+    assert!(e.to_string().contains("gzip length mismatch"), "{e}");
+}
+
 #[test]
 fn trailing_garbage_after_gzip_is_an_error() {
     let z = gzip(b"hello", 1);

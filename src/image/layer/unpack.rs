@@ -6,6 +6,7 @@ use super::lowers::{self, Found, Gate, Here, Lowers};
 use super::names::{self, Name, Oci};
 use super::reader::{entry_error, Entry, TarReader, Type};
 use super::sys::{self, Target};
+use crate::image::store::direct::{Block, DirectFile, BLOCK};
 use crate::image::whiteout::{self, XattrRule, OPAQUE_XATTR};
 use crate::paths::Root;
 use anyhow::{bail, Context, Result};
@@ -17,6 +18,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+/// Files this big are written past the page cache: at least one whole block goes direct.
+const DIRECT_FROM: u64 = BLOCK as u64;
 
 #[derive(Clone, Debug, Default)]
 pub struct UnpackOpts {
@@ -82,6 +86,8 @@ struct Unpacker {
     /// The last parent directory used: tars list siblings together.
     cache: Option<(Vec<u8>, Rc<OwnedFd>)>,
     buf: Vec<u8>,
+    /// The staging block of big files' direct writes, kept from one to the next.
+    block: Option<Block>,
     stats: UnpackStats,
 }
 
@@ -103,6 +109,7 @@ impl Unpacker {
             root_entry: false,
             cache: None,
             buf: vec![0; BUF_SIZE],
+            block: None,
             stats: UnpackStats::default(),
         })
     }
@@ -148,7 +155,7 @@ impl Unpacker {
             Type::HardLink => self.hardlink(&e.link, parent, &base, &key)?,
             Type::File => {
                 self.clear(parent, &base, &key, false)?;
-                self.file(parent, &base, &attrs, tar)?;
+                self.file(parent, &base, &attrs, tar, e.size)?;
             }
             Type::Symlink => {
                 self.clear(parent, &base, &key, false)?;
@@ -265,20 +272,47 @@ impl Unpacker {
         base: &CStr,
         attrs: &Attrs,
         tar: &mut TarReader<R>,
+        size: u64,
     ) -> Result<()> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
         let mut f = File::from(sys::open_nofollow(parent, base, flags, 0o600)?);
-        loop {
-            let n = tar.read_data(&mut self.buf)?;
-            if n == 0 {
-                break;
+        if size >= DIRECT_FROM {
+            f = self.direct_data(f, tar)?;
+        } else {
+            loop {
+                let n = tar.read_data(&mut self.buf)?;
+                if n == 0 {
+                    break;
+                }
+                f.write_all(&self.buf[..n])?;
+                self.stats.file_bytes += n as u64;
             }
-            f.write_all(&self.buf[..n])?;
-            self.stats.file_bytes += n as u64;
         }
         let t = Target::Fd(f.as_raw_fd());
         attrs.apply(t, false)?;
         Ok(attrs.apply_times(t)?)
+    }
+
+    /// A big file's data, read into the aligned block and written past the page cache
+    /// (`store::direct`): most of a layer's bytes, which a buffered write would give a
+    /// fresh page-cache page each. What a container reads of it later is read from disk.
+    fn direct_data<R: Read>(&mut self, f: File, tar: &mut TarReader<R>) -> Result<File> {
+        let block = match self.block.take() {
+            Some(b) => b,
+            None => Block::new()?,
+        };
+        let mut d = DirectFile::new(f, block);
+        loop {
+            let n = tar.read_data(d.spare())?;
+            if n == 0 {
+                break;
+            }
+            d.filled(n)?;
+            self.stats.file_bytes += n as u64;
+        }
+        let (f, block) = d.finish()?;
+        self.block = Some(block);
+        Ok(f)
     }
 
     /// A device or fifo. Kept as is: layer dirs are only ever overlay lowers of containers

@@ -1,117 +1,26 @@
 //! Layer blobs from the registry into the temp dir, `--jobs` at a time, each checked for
-//! size while it streams and for its digest at its end; the unpacker reads a blob as it
-//! arrives, and sees its end only once the whole blob is there and verified.
+//! size while it streams and for its digest at its end, and handed to its unpacker as it
+//! arrives (`arrival`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use super::arrival::Arrival;
 use super::client::Repo;
 use super::status::Board;
 use crate::image::archive::load::plan::LayerPlan;
-use crate::image::archive::load::unpack::{Blobs, Event};
+use crate::image::archive::load::unpack::{file_reader, Blobs, Event};
 use crate::image::digest::{Digest, HashWriter};
-use crate::image::store::blobs::{start_writeback, TempBlob, WRITEBACK_EVERY};
+use crate::image::store::blobs::TempBlob;
+use crate::image::store::direct::DirectFile;
 use crate::image::store::Store;
-
-/// One blob on its way: where it is written, how much of it is there, how it ended.
-pub struct Arrival {
-    pub digest: Digest,
-    pub size: u64,
-    pub path: PathBuf,
-    state: Mutex<State>,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    written: u64,
-    /// `Some(Ok)`: whole and verified; `Some(Err)`: failed (or given up).
-    end: Option<Result<(), String>>,
-}
-
-impl Arrival {
-    /// A blob to fetch into `path` (created empty now, so readers can open it).
-    pub fn new(digest: Digest, size: u64, path: PathBuf) -> Result<Arrival> {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("create {}", path.display()))?;
-        Ok(Arrival {
-            digest,
-            size,
-            path,
-            state: Mutex::new(State::default()),
-            cv: Condvar::new(),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn advance(&self, written: u64) {
-        self.lock().written = written;
-        self.cv.notify_all();
-    }
-
-    /// The end, good or bad; a later end (a cancel after success) changes nothing.
-    fn end(&self, r: Result<(), String>) {
-        let mut st = self.lock();
-        if st.end.is_none() {
-            st.end = Some(r);
-        }
-        drop(st);
-        self.cv.notify_all();
-    }
-
-    fn is_done(&self) -> bool {
-        matches!(self.lock().end, Some(Ok(())))
-    }
-}
-
-/// A reader of an arriving blob: waits for bytes, fails when the download does.
-struct Reader<'a> {
-    a: &'a Arrival,
-    file: fs::File,
-    pos: u64,
-    board: &'a Board,
-}
-
-impl Read for Reader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut st = self.a.lock();
-        loop {
-            if self.pos < st.written {
-                let n = ((st.written - self.pos) as usize).min(buf.len());
-                drop(st);
-                let n = self.file.read(&mut buf[..n])?;
-                if n == 0 {
-                    return Err(io::Error::other("the downloaded blob shrank"));
-                }
-                self.pos += n as u64;
-                if self.a.is_done() {
-                    self.board
-                        .bytes(&self.a.digest, "Extracting", self.pos, self.a.size);
-                }
-                return Ok(n);
-            }
-            match &st.end {
-                Some(Ok(())) => return Ok(0),
-                Some(Err(e)) => return Err(io::Error::other(e.clone())),
-                None => st = self.a.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
-            }
-        }
-    }
-}
 
 /// The blobs of a pull for the unpacker: arriving ones, else the store's own.
 pub struct Source<'a> {
@@ -131,17 +40,12 @@ impl Blobs for Source<'_> {
         crate::image::compress::default_threads().max(self.jobs)
     }
 
-    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>> {
+    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn BufRead + Send + '_>> {
         match self.arrivals.get(&l.blob.digest) {
-            Some(a) => Ok(Box::new(Reader {
-                a,
-                file: fs::File::open(&a.path)?,
-                pos: 0,
-                board: self.board,
-            })),
-            None => Ok(Box::new(fs::File::open(
+            Some(a) => Ok(Box::new(a.reader(self.board)?)),
+            None => Ok(Box::new(file_reader(fs::File::open(
                 self.store.blob_path(&l.blob.digest),
-            )?)),
+            )?))),
         }
     }
 
@@ -208,8 +112,9 @@ pub fn fetch_all(
 /// Tries of a blob whose transfer breaks off without any progress before it is given up;
 /// a try that brings bytes starts the count again (docker's rule, for flaky networks).
 const TRIES: u32 = 4;
-/// Readers are woken at most once per this many bytes (and at the end).
-const WAKE_EVERY: u64 = 256 << 10;
+
+/// The progress line moves once per this many bytes (and at the end).
+const PROGRESS_EVERY: u64 = 256 << 10;
 
 /// How one request for a blob ended, if not with all of it.
 enum Broke {
@@ -219,17 +124,44 @@ enum Broke {
     Fatal(anyhow::Error),
 }
 
-/// One blob: `GET /v2/<repo>/blobs/<digest>` into its file through sha256, never more
-/// bytes than its descriptor's size; a transfer that breaks off is asked again for the
-/// rest (`Range: bytes=N-`, N the bytes already hashed), or, from a registry that ignores
-/// ranges, again whole, its first N bytes skipped. Fsynced once verified.
+/// One blob: `GET /v2/<repo>/blobs/<digest>` through sha256 into its arrival (whose writer
+/// thread puts it in its file), never more bytes than its descriptor's size; a transfer
+/// that breaks off is asked again for the rest (`Range: bytes=N-`, N the bytes already
+/// hashed), or, from a registry that ignores ranges, again whole, its first N bytes
+/// skipped. Fsynced once verified.
 fn fetch(repo: &Repo, a: &Arrival, board: &Board, stop: &AtomicBool) -> Result<TempBlob> {
     board.bytes(&a.digest, "Downloading", 0, a.size);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(&a.path)
-        .with_context(|| format!("open {}", a.path.display()))?;
-    let mut w = HashWriter::new(file);
+    let file = DirectFile::open(&a.path).with_context(|| format!("open {}", a.path.display()))?;
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| a.write_out(file));
+        let got = fetch_bytes(repo, a, board, stop);
+        if let Err(e) = &got {
+            // Stops the writer (a later end changes nothing).
+            a.end(Err(format!("{e:#}")));
+        }
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the blob writer panicked")));
+        let (digest, size) = got?;
+        let file = written.with_context(|| format!("write {}", a.path.display()))?;
+        file.sync_all()
+            .with_context(|| format!("fsync {}", a.path.display()))?;
+        Ok(TempBlob {
+            digest,
+            size,
+            path: a.path.clone(),
+        })
+    })
+}
+
+/// The blob's bytes, with retries, hashed and verified; the arrival ends well here.
+fn fetch_bytes(
+    repo: &Repo,
+    a: &Arrival,
+    board: &Board,
+    stop: &AtomicBool,
+) -> Result<(Digest, u64)> {
+    let mut w = HashWriter::new(io::sink());
     let mut tries = 0;
     loop {
         let before = w.count();
@@ -259,7 +191,7 @@ fn fetch(repo: &Repo, a: &Arrival, board: &Board, stop: &AtomicBool) -> Result<T
         std::thread::sleep(wait);
     }
     board.set(&a.digest, "Verifying Checksum");
-    let (digest, size, file) = w.finish();
+    let (digest, size, _) = w.finish();
     if digest != a.digest {
         bail!(
             "{}: the blob is corrupt: its bytes hash to {digest}",
@@ -267,15 +199,9 @@ fn fetch(repo: &Repo, a: &Arrival, board: &Board, stop: &AtomicBool) -> Result<T
         );
     }
     board.set(&a.digest, "Download complete");
-    // Verified: readers may finish now; the fsync is only for the publish.
+    // Verified: readers may finish now.
     a.end(Ok(()));
-    file.sync_all()
-        .with_context(|| format!("fsync {}", a.path.display()))?;
-    Ok(TempBlob {
-        digest,
-        size,
-        path: a.path.clone(),
-    })
+    Ok((digest, size))
 }
 
 /// One request for the rest of the blob, from `w.count()` on, into `w`.
@@ -284,7 +210,7 @@ fn download(
     a: &Arrival,
     board: &Board,
     stop: &AtomicBool,
-    w: &mut HashWriter<fs::File>,
+    w: &mut HashWriter<io::Sink>,
 ) -> Result<(), Broke> {
     let conn = repo.conn;
     let url = repo.url(&format!("blobs/{}", a.digest));
@@ -329,8 +255,6 @@ fn download(
                 }
             }
         }
-        let mut woken = w.count();
-        let mut flushed = w.count();
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Err(Broke::Fatal(anyhow!(
@@ -357,20 +281,17 @@ fn download(
                     a.size
                 )));
             }
-            w.write_all(&c)
-                .with_context(|| format!("write {}", a.path.display()))
-                .map_err(Broke::Fatal)?;
-            if w.count() - flushed >= WRITEBACK_EVERY {
-                start_writeback(w.get_ref(), flushed, w.count());
-                flushed = w.count();
+            let before = w.count();
+            w.write_all(&c).map_err(|e| Broke::Fatal(e.into()))?;
+            a.push(c);
+            if w.count() / PROGRESS_EVERY != before / PROGRESS_EVERY || w.count() == a.size {
+                board.bytes(&a.digest, "Downloading", w.count(), a.size);
             }
-            if w.count() - woken >= WAKE_EVERY || w.count() == a.size {
-                woken = w.count();
-                a.advance(woken);
-                board.bytes(&a.digest, "Downloading", woken, a.size);
+            a.wait_for_room(stop);
+            if let Some(e) = a.failed() {
+                return Err(Broke::Fatal(anyhow!("{e}")));
             }
         }
-        a.advance(w.count());
         if w.count() < a.size {
             return Err(Broke::Transfer(anyhow!(
                 "{}: the download ended after {} of its {} bytes",

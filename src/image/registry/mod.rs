@@ -7,6 +7,7 @@
 //! publish, so a pulled image is verified exactly as a loaded one, and nothing is
 //! published until all of it is.
 
+pub mod arrival;
 pub mod auth;
 pub mod certs;
 pub mod client;

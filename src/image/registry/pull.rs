@@ -8,8 +8,9 @@ use oci_client::RegistryOperation;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::arrival::Arrival;
 use super::client::{Conn, ConnOpts, Repo};
-use super::fetch::{self, Arrival, Source};
+use super::fetch::{self, Source};
 use super::resolve::{self, Platform};
 use super::status::{Board, Mode};
 use crate::image::archive::load::plan::ImagePlan;
@@ -121,10 +122,9 @@ fn arrivals(store: &Store, plan: &ImagePlan, needed: &[bool]) -> Result<HashMap<
     for (l, need) in plan.layers.iter().zip(needed) {
         let d = &l.blob.digest;
         if *need && !store.has_blob(d) && !out.contains_key(d) {
-            out.insert(
-                d.clone(),
-                Arrival::new(d.clone(), l.blob.size, l.blob.path.clone())?,
-            );
+            let a = Arrival::new(d.clone(), l.blob.size, l.blob.path.clone())
+                .with_context(|| format!("create {}", l.blob.path.display()))?;
+            out.insert(d.clone(), a);
         }
     }
     Ok(out)

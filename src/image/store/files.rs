@@ -78,3 +78,27 @@ pub fn open_dir(d: &Path) -> Result<std::os::fd::OwnedFd> {
     )
     .with_context(|| format!("open {}", d.display()))
 }
+
+/// A directory for a unit test, removed when dropped.
+#[cfg(test)]
+pub struct TestDir(pub std::path::PathBuf);
+
+#[cfg(test)]
+impl TestDir {
+    pub fn new(what: &str) -> TestDir {
+        let p = std::env::temp_dir().join(format!("strata-{what}-{}", random_hex(6)));
+        fs::create_dir_all(&p).expect("a test dir");
+        TestDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod blobs;
 pub mod containers;
+pub mod direct;
 pub mod files;
 pub mod layers;
 pub mod refs;

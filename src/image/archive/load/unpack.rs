@@ -7,7 +7,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -53,7 +53,7 @@ struct Node<'a> {
 pub trait Blobs: Sync {
     /// The layer's blob from its first byte (the reader may wait for bytes to arrive,
     /// and ends only once the whole blob is there and verified).
-    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>>;
+    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn BufRead + Send + '_>>;
     /// A layer's work starts or ends.
     fn event(&self, _l: &LayerPlan, _e: Event) {}
     /// Layers worked on at once: one per core for blobs that are all there; more for blobs
@@ -78,8 +78,8 @@ pub enum Event {
 struct Files;
 
 impl Blobs for Files {
-    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(fs::File::open(&l.blob.path)?))
+    fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn BufRead + Send + '_>> {
+        Ok(Box::new(file_reader(fs::File::open(&l.blob.path)?)))
     }
 }
 
@@ -370,7 +370,7 @@ fn worker(
 /// Unpack `blob` into the empty `diff` over `lowers`: a decompressor thread hashes the
 /// tar (the diff ID) and hands it on in chunks. Returns (diff ID, tar size).
 fn unpack_layer(
-    blob: Box<dyn Read + Send + '_>,
+    blob: Box<dyn BufRead + Send + '_>,
     diff: &Path,
     opts: UnpackOpts,
     progress: &Progress,
@@ -390,7 +390,7 @@ fn unpack_layer(
 }
 
 /// Only the diff ID of a layer (its dir exists): decompress and hash.
-fn hash_layer(blob: Box<dyn Read + Send + '_>, progress: &Progress) -> Result<(Digest, u64)> {
+fn hash_layer(blob: Box<dyn BufRead + Send + '_>, progress: &Progress) -> Result<(Digest, u64)> {
     let mut h = HashReader::new(open_tar(blob, progress)?);
     io::copy(&mut h, &mut io::sink())?;
     let (d, n, _) = h.finish();
@@ -400,18 +400,23 @@ fn hash_layer(blob: Box<dyn Read + Send + '_>, progress: &Progress) -> Result<(D
 /// The layer's tar stream (gzip, zstd or plain, by its first bytes), counting the blob's
 /// bytes into the progress bar.
 fn open_tar<'a>(
-    blob: Box<dyn Read + Send + 'a>,
+    blob: Box<dyn BufRead + Send + 'a>,
     progress: &'a Progress,
 ) -> io::Result<Box<dyn Read + 'a>> {
     let counted = Counted {
         inner: blob,
         progress,
     };
-    compress::decoder(BufReader::with_capacity(CHUNK, counted))
+    compress::decoder_for_digest(counted)
+}
+
+/// A blob file, read in chunks of the size the decompressors work in.
+pub fn file_reader(f: fs::File) -> BufReader<fs::File> {
+    BufReader::with_capacity(CHUNK, f)
 }
 
 fn decode(
-    blob: Box<dyn Read + Send + '_>,
+    blob: Box<dyn BufRead + Send + '_>,
     progress: &Progress,
     tx: SyncSender<io::Result<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
@@ -519,5 +524,16 @@ impl<R: Read> Read for Counted<'_, R> {
         let n = self.inner.read(buf)?;
         self.progress.inc(n as u64);
         Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.progress.inc(n as u64);
+        self.inner.consume(n);
     }
 }
