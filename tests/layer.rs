@@ -624,9 +624,15 @@ fn big_files_unpack_past_the_page_cache() {
     // Before anything reads the files back.
     if takes_o_direct(&t.0) {
         let resident = resident_pages(&dst.join(format!("f{}", 8 * MIB)));
-        assert_eq!(resident, 0, "pages of an unpacked 8 MiB file in the page cache");
+        assert_eq!(
+            resident, 0,
+            "pages of an unpacked 8 MiB file in the page cache"
+        );
     } else {
-        eprintln!("SKIP the page-cache check: {} refuses O_DIRECT", t.0.display());
+        eprintln!(
+            "SKIP the page-cache check: {} refuses O_DIRECT",
+            t.0.display()
+        );
     }
     assert_same(
         &snapshot(&src, &SNAP),

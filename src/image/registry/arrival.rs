@@ -339,9 +339,28 @@ mod tests {
         (0..n).map(|i| (i * 7 + i / 4093) as u8).collect()
     }
 
-    fn arrival(dir: &std::path::Path, data: &[u8]) -> Arrival {
-        let d = Digest::of(data);
-        Arrival::new(d, data.len() as u64, dir.join("blob")).unwrap()
+    /// A blob of `n` bytes on its way, with what a pull gives its parts.
+    struct Case {
+        _dir: TestDir,
+        data: Vec<u8>,
+        a: Arrival,
+        board: Board,
+        stop: AtomicBool,
+    }
+
+    impl Case {
+        fn new(n: usize) -> Case {
+            let dir = TestDir::new("arrival");
+            let data = blob(n);
+            let a = Arrival::new(Digest::of(&data), n as u64, dir.path().join("blob")).unwrap();
+            Case {
+                _dir: dir,
+                data,
+                a,
+                board: Board::new(Mode::Quiet),
+                stop: AtomicBool::new(false),
+            }
+        }
     }
 
     /// A download of `data` as the fetcher does it: pushed in pieces, waiting for room after
@@ -374,11 +393,13 @@ mod tests {
 
     #[test]
     fn the_unpacker_reads_from_memory_and_the_download_waits_for_it() {
-        let dir = TestDir::new("arrival");
-        let data = blob(50 << 20);
-        let a = arrival(dir.path(), &data);
-        let board = Board::new(Mode::Quiet);
-        let stop = AtomicBool::new(false);
+        let Case {
+            data,
+            a,
+            board,
+            stop,
+            ..
+        } = &Case::new(50 << 20);
         let (got, most_ahead) = std::thread::scope(|s| {
             let dl = s.spawn(|| download(&a, &data, &stop));
             // The reader comes late: the download waits for it (it does not spill).
@@ -387,18 +408,20 @@ mod tests {
             let got = read_all(a.reader(&board).unwrap()).unwrap();
             (got, dl.join().unwrap())
         });
-        assert!(got == data, "the reader's bytes differ from the blob's");
+        assert!(got == *data, "the reader's bytes differ from the blob's");
         assert!(most_ahead <= AHEAD + 40_000, "{most_ahead} bytes were held");
         assert!(a.lock().window.is_empty(), "the window outlived its reader");
     }
 
     #[test]
     fn a_second_reader_reads_what_the_first_passed_from_the_file() {
-        let dir = TestDir::new("arrival");
-        let data = blob(30 << 20);
-        let a = arrival(dir.path(), &data);
-        let board = Board::new(Mode::Quiet);
-        let stop = AtomicBool::new(false);
+        let Case {
+            data,
+            a,
+            board,
+            stop,
+            ..
+        } = &Case::new(30 << 20);
         std::thread::scope(|s| {
             let mut lead = a.reader(&board).unwrap();
             let mut second = a.reader(&board).unwrap();
@@ -407,18 +430,20 @@ mod tests {
             lead.read_exact(&mut first).unwrap();
             assert!(a.lock().start > 0, "the lead did not drain the window");
             let rest = read_all(&mut lead).unwrap();
-            assert!([first, rest].concat() == data);
-            assert!(read_all(&mut second).unwrap() == data);
+            assert!([first, rest].concat() == *data);
+            assert!(read_all(&mut second).unwrap() == *data);
         });
     }
 
     #[test]
     fn a_reader_that_stops_early_never_holds_the_download() {
-        let dir = TestDir::new("arrival");
-        let data = blob(40 << 20);
-        let a = arrival(dir.path(), &data);
-        let board = Board::new(Mode::Quiet);
-        let stop = AtomicBool::new(false);
+        let Case {
+            data,
+            a,
+            board,
+            stop,
+            ..
+        } = &Case::new(40 << 20);
         std::thread::scope(|s| {
             let mut r = a.reader(&board).unwrap();
             let dl = s.spawn(|| download(&a, &data, &stop));
@@ -432,10 +457,7 @@ mod tests {
 
     #[test]
     fn a_download_waiting_for_a_reader_gives_up_on_stop() {
-        let dir = TestDir::new("arrival");
-        let data = blob(40 << 20);
-        let a = arrival(dir.path(), &data);
-        let stop = AtomicBool::new(false);
+        let Case { data, a, stop, .. } = &Case::new(40 << 20);
         std::thread::scope(|s| {
             let dl = s.spawn(|| download(&a, &data, &stop));
             std::thread::sleep(Duration::from_millis(100));
@@ -446,10 +468,7 @@ mod tests {
 
     #[test]
     fn a_failed_download_fails_its_reader() {
-        let dir = TestDir::new("arrival");
-        let data = blob(1000);
-        let a = arrival(dir.path(), &data);
-        let board = Board::new(Mode::Quiet);
+        let Case { data, a, board, .. } = &Case::new(1000);
         a.push(Bytes::copy_from_slice(&data[..600]));
         a.end(Err("the registry went away".into()));
         let e = read_all(a.reader(&board).unwrap()).unwrap_err();
