@@ -401,11 +401,11 @@ mod tests {
             ..
         } = &Case::new(50 << 20);
         let (got, most_ahead) = std::thread::scope(|s| {
-            let dl = s.spawn(|| download(&a, &data, &stop));
+            let dl = s.spawn(|| download(a, data, stop));
             // The reader comes late: the download waits for it (it does not spill).
             std::thread::sleep(Duration::from_millis(200));
             assert!(a.lock().received <= AHEAD + 40_000);
-            let got = read_all(a.reader(&board).unwrap()).unwrap();
+            let got = read_all(a.reader(board).unwrap()).unwrap();
             (got, dl.join().unwrap())
         });
         assert!(got == *data, "the reader's bytes differ from the blob's");
@@ -423,9 +423,9 @@ mod tests {
             ..
         } = &Case::new(30 << 20);
         std::thread::scope(|s| {
-            let mut lead = a.reader(&board).unwrap();
-            let mut second = a.reader(&board).unwrap();
-            s.spawn(|| download(&a, &data, &stop));
+            let mut lead = a.reader(board).unwrap();
+            let mut second = a.reader(board).unwrap();
+            s.spawn(|| download(a, data, stop));
             let mut first = vec![0u8; 20 << 20];
             lead.read_exact(&mut first).unwrap();
             assert!(a.lock().start > 0, "the lead did not drain the window");
@@ -445,8 +445,8 @@ mod tests {
             ..
         } = &Case::new(40 << 20);
         std::thread::scope(|s| {
-            let mut r = a.reader(&board).unwrap();
-            let dl = s.spawn(|| download(&a, &data, &stop));
+            let mut r = a.reader(board).unwrap();
+            let dl = s.spawn(|| download(a, data, stop));
             let mut some = vec![0u8; 1000];
             r.read_exact(&mut some).unwrap();
             drop(r); // an unpacker that failed
@@ -459,7 +459,7 @@ mod tests {
     fn a_download_waiting_for_a_reader_gives_up_on_stop() {
         let Case { data, a, stop, .. } = &Case::new(40 << 20);
         std::thread::scope(|s| {
-            let dl = s.spawn(|| download(&a, &data, &stop));
+            let dl = s.spawn(|| download(a, data, stop));
             std::thread::sleep(Duration::from_millis(100));
             stop.store(true, Ordering::Relaxed);
             dl.join().unwrap();
@@ -471,7 +471,7 @@ mod tests {
         let Case { data, a, board, .. } = &Case::new(1000);
         a.push(Bytes::copy_from_slice(&data[..600]));
         a.end(Err("the registry went away".into()));
-        let e = read_all(a.reader(&board).unwrap()).unwrap_err();
+        let e = read_all(a.reader(board).unwrap()).unwrap_err();
         assert_eq!(e.to_string(), "the registry went away");
     }
 }
