@@ -1,5 +1,5 @@
 //! The layers of an archive verified and unpacked in parallel: each layer's decompressor
-//! feeds its unpacker through a bounded channel, hashing the diff ID on the way, and
+//! feeds its unpacker through a bounded channel, the unpacker hashing the diff ID, and
 //! layers run side by side, bottom ones first; a layer waits for the layers below it
 //! only if it has to look at them (a directory its tar does not list, a hard link to a
 //! lower file), so a stack of layers unpacks on every core, not one layer at a time.
@@ -367,8 +367,10 @@ fn worker(
 
 // ---- one layer --------------------------------------------------------------------------
 
-/// Unpack `blob` into the empty `diff` over `lowers`: a decompressor thread hashes the
-/// tar (the diff ID) and hands it on in chunks. Returns (diff ID, tar size).
+/// Unpack `blob` into the empty `diff` over `lowers`: a decompressor thread hands the tar
+/// on in chunks, and the unpacker hashes it (the diff ID) as it reads, so that the two
+/// threads share a layer's work (inflate on one, sha256 and the files on the other) and
+/// the last layer of a pull ends sooner. Returns (diff ID, tar size).
 fn unpack_layer(
     blob: Box<dyn BufRead + Send + '_>,
     diff: &Path,
@@ -379,13 +381,16 @@ fn unpack_layer(
         let (tx, rx) = sync_channel(DEPTH);
         let (spare_tx, spare_rx) = channel();
         let dec = s.spawn(move || decode(blob, progress, tx, spare_rx));
-        let unpacked = layer::unpack(Chunks::new(rx, spare_tx), diff, &opts);
+        let mut tar = HashReader::new(Chunks::new(rx, spare_tx));
+        let unpacked = layer::unpack(&mut tar, diff, &opts);
         let decoded = dec
             .join()
             .map_err(|_| anyhow!("the decompressor thread panicked"))?;
         // The unpacker's error first: it names the entry, and carries the decoder's.
         unpacked?;
-        Ok(decoded?)
+        decoded?;
+        let (d, n, _) = tar.finish();
+        Ok((d, n))
     })
 }
 
@@ -415,14 +420,15 @@ pub fn file_reader(f: fs::File) -> BufReader<fs::File> {
     BufReader::with_capacity(CHUNK, f)
 }
 
+/// The decompressor thread: the tar in chunks to the unpacker, an error passed on too.
 fn decode(
     blob: Box<dyn BufRead + Send + '_>,
     progress: &Progress,
     tx: SyncSender<io::Result<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
-) -> io::Result<(Digest, u64)> {
+) -> io::Result<()> {
     let mut h = match open_tar(blob, progress) {
-        Ok(r) => HashReader::new(r),
+        Ok(r) => r,
         Err(e) => return Err(pass_on(e, &tx)),
     };
     loop {
@@ -440,8 +446,7 @@ fn decode(
             return Err(io::Error::other("the unpacker stopped reading"));
         }
     }
-    let (d, n, _) = h.finish();
-    Ok((d, n))
+    Ok(())
 }
 
 /// Send the error to the unpacker (which reports it) and keep a copy.
