@@ -209,20 +209,20 @@ impl Arrival {
     }
 
     /// A reader from the blob's first byte.
-    pub fn reader<'a>(&'a self, board: &'a Board) -> io::Result<Reader<'a>> {
+    pub fn reader<'a>(&'a self, board: &'a Board) -> Reader<'a> {
         let mut st = self.lock();
         let lead = st.lead == Lead::Coming;
         if lead {
             st.lead = Lead::Reading;
         }
-        Ok(Reader {
+        Reader {
             a: self,
             file: None,
             cur: Bytes::new(),
             pos: 0,
             lead,
             board,
-        })
+        }
     }
 }
 
@@ -405,7 +405,7 @@ mod tests {
             // The reader comes late: the download waits for it (it does not spill).
             std::thread::sleep(Duration::from_millis(200));
             assert!(a.lock().received <= AHEAD + 40_000);
-            let got = read_all(a.reader(board).unwrap()).unwrap();
+            let got = read_all(a.reader(board)).unwrap();
             (got, dl.join().unwrap())
         });
         assert!(got == *data, "the reader's bytes differ from the blob's");
@@ -423,8 +423,8 @@ mod tests {
             ..
         } = &Case::new(30 << 20);
         std::thread::scope(|s| {
-            let mut lead = a.reader(board).unwrap();
-            let mut second = a.reader(board).unwrap();
+            let mut lead = a.reader(board);
+            let mut second = a.reader(board);
             s.spawn(|| download(a, data, stop));
             let mut first = vec![0u8; 20 << 20];
             lead.read_exact(&mut first).unwrap();
@@ -445,7 +445,7 @@ mod tests {
             ..
         } = &Case::new(40 << 20);
         std::thread::scope(|s| {
-            let mut r = a.reader(board).unwrap();
+            let mut r = a.reader(board);
             let dl = s.spawn(|| download(a, data, stop));
             let mut some = vec![0u8; 1000];
             r.read_exact(&mut some).unwrap();
@@ -471,7 +471,7 @@ mod tests {
         let Case { data, a, board, .. } = &Case::new(1000);
         a.push(Bytes::copy_from_slice(&data[..600]));
         a.end(Err("the registry went away".into()));
-        let e = read_all(a.reader(board).unwrap()).unwrap_err();
+        let e = read_all(a.reader(board)).unwrap_err();
         assert_eq!(e.to_string(), "the registry went away");
     }
 }

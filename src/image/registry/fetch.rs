@@ -42,7 +42,7 @@ impl Blobs for Source<'_> {
 
     fn open(&self, l: &LayerPlan) -> io::Result<Box<dyn BufRead + Send + '_>> {
         match self.arrivals.get(&l.blob.digest) {
-            Some(a) => Ok(Box::new(a.reader(self.board)?)),
+            Some(a) => Ok(Box::new(a.reader(self.board))),
             None => Ok(Box::new(file_reader(fs::File::open(
                 self.store.blob_path(&l.blob.digest),
             )?))),
